@@ -1,0 +1,176 @@
+"""Pixels whose primary ray hits the fixed Stage II mesh, traced once (spec 4.1), and the mesh they are traced on.
+
+The pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal and ray
+distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (keys below), so the
+model does not trace primary rays during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from nerfstudio.cameras.cameras import Cameras
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import Tensor
+
+from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.eval.mesh_loading import load_triangle_mesh
+from nero_nerfstudio.raycasting.base import MeshRayCaster
+
+HIT_POINTS_KEY = "hit_points"
+"""``RayBundle.metadata`` key: ``[num_rays, 3]`` primary hit points (normalised frame)."""
+HIT_NORMALS_KEY = "hit_normals"
+"""``RayBundle.metadata`` key: ``[num_rays, 3]`` outward unit face normals at the hits."""
+HIT_DEPTH_KEY = "hit_depth"
+"""``RayBundle.metadata`` key: ``[num_rays, 1]`` distance from the ray origin to the hit."""
+
+DATAPARSER_TRANSFORM_KEY = "dataparser_transform"
+"""Dataset metadata key added by the mesh-ray datamanager: ``[3, 4]`` dataset -> normalised frame (before scale)."""
+DATAPARSER_SCALE_KEY = "dataparser_scale"
+"""Dataset metadata key added by the mesh-ray datamanager: the scale applied after the transform."""
+
+
+def load_mesh_in_normalised_frame(
+    mesh_path: Path, dataparser_transform: Float[Tensor, "3 4"], dataparser_scale: float
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Vertices ``[V, 3]`` (float64) and faces ``[F, 3]`` of a dataset-frame mesh, moved to the normalised frame
+    ``x_n = scale (R x + t)``.
+
+    Raises:
+        NeroDataError: the file is missing, unreadable or holds no triangles.
+    """
+    mesh = load_triangle_mesh(Path(mesh_path))
+    transform = np.asarray(torch.as_tensor(dataparser_transform, dtype=torch.float64).cpu(), dtype=np.float64)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    vertices = float(dataparser_scale) * (vertices @ transform[:, :3].T + transform[:, 3])
+    if not np.isfinite(vertices).all():
+        raise NeroDataError(mesh_path, "mesh has NaN or infinite vertex coordinates")
+    return vertices, np.asarray(mesh.faces, dtype=np.int64)
+
+
+@dataclass
+class MeshHitPool:
+    """Every training pixel whose primary ray hits the mesh (CPU tensors, one row per pixel)."""
+
+    indices: Int[Tensor, "num_hits 3"]
+    """``(camera, y, x)`` of the pixel, as nerfstudio's ray generator expects."""
+    colors: Float[Tensor, "num_hits 3"]
+    """Pixel colour (sRGB in [0, 1])."""
+    points: Float[Tensor, "num_hits 3"]
+    """Hit point in the normalised frame."""
+    normals: Float[Tensor, "num_hits 3"]
+    """Outward unit face normal at the hit."""
+    depth: Float[Tensor, "num_hits 1"]
+    """Distance from the camera centre to the hit along the unit ray direction."""
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def select(self, rows: Int[Tensor, "num_rows"]) -> "MeshHitPool":
+        """The pool restricted to ``rows``."""
+        return MeshHitPool(**{item.name: getattr(self, item.name)[rows] for item in fields(self)})
+
+
+def trace_hit_pool(
+    cameras: Cameras,
+    image_loader: Callable[[int], Float[Tensor, "height width channels"]],
+    ray_caster: MeshRayCaster,
+    chunk_size: int = 1 << 20,
+) -> MeshHitPool:
+    """Trace every pixel ray of every camera once against the mesh and keep the hits.
+
+    Args:
+        cameras: ``N`` training cameras (normalised frame).
+        image_loader: image ``[H, W, C]`` float in [0, 1] of a camera index (only RGB is kept).
+        ray_caster: caster over the mesh in the normalised frame.
+        chunk_size: rays per cast call.
+    """
+    parts = []
+    progress = Progress(
+        TextColumn("[bold]Tracing training pixels against the mesh"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+    with progress, torch.no_grad():
+        task = progress.add_task("tracing", total=len(cameras))
+        for camera_index in range(len(cameras)):
+            bundle = cameras.generate_rays(camera_indices=camera_index, keep_shape=True)
+            height, width = bundle.origins.shape[:2]
+            image = image_loader(camera_index)
+            if image.shape[0] != height or image.shape[1] != width:
+                raise ValueError(
+                    f"image {camera_index} is {image.shape[1]}x{image.shape[0]} but its camera is {width}x{height}"
+                )
+            origins = bundle.origins.reshape(-1, 3).cpu()
+            directions = bundle.directions.reshape(-1, 3).cpu()
+            colors = image[..., :3].reshape(-1, 3).float().cpu()
+            for start in range(0, origins.shape[0], chunk_size):
+                stop = min(start + chunk_size, origins.shape[0])
+                hits = ray_caster.cast(origins[start:stop], directions[start:stop]).to("cpu")
+                pixels = torch.nonzero(hits.hit_mask, as_tuple=True)[0] + start
+                parts.append(
+                    MeshHitPool(
+                        indices=torch.stack(
+                            [torch.full_like(pixels, camera_index), pixels // width, pixels % width], dim=-1
+                        ),
+                        colors=colors[pixels],
+                        points=hits.points[hits.hit_mask],
+                        normals=hits.face_normals[hits.hit_mask],
+                        depth=hits.depth[hits.hit_mask][:, None],
+                    )
+                )
+            progress.advance(task)
+    return MeshHitPool(**{item.name: torch.cat([getattr(p, item.name) for p in parts]) for item in fields(MeshHitPool)})
+
+
+class ShuffledBatches:
+    """Rows ``0 .. size-1`` in a random order, served in batches; reshuffled whenever a pass is used up.
+
+    A batch that crosses the end of a pass takes the rest of that pass and the start of a fresh shuffle, so every
+    row is served once per pass.
+
+    Args:
+        size: number of rows (> 0).
+        seed: seed of the private generator.
+    """
+
+    def __init__(self, size: int, seed: int = 6033) -> None:
+        if size <= 0:
+            raise ValueError("ShuffledBatches needs at least one row")
+        self.size = size
+        self._generator = torch.Generator().manual_seed(seed)
+        self._order = torch.randperm(size, generator=self._generator)
+        self._cursor = 0
+        self.num_passes = 1
+        """How many shuffles have been started (1 after construction)."""
+
+    def next(self, batch_size: int) -> Int[Tensor, "batch_size"]:
+        """The next ``batch_size`` row indices."""
+        taken = []
+        remaining = batch_size
+        while remaining > 0:
+            if self._cursor == self.size:
+                self._order = torch.randperm(self.size, generator=self._generator)
+                self._cursor = 0
+                self.num_passes += 1
+            count = min(remaining, self.size - self._cursor)
+            taken.append(self._order[self._cursor : self._cursor + count])
+            self._cursor += count
+            remaining -= count
+        return torch.cat(taken)
+
+
+def pool_batch_metadata(pool: MeshHitPool, device: Optional[torch.device | str] = None) -> dict:
+    """The ``RayBundle.metadata`` entries of a batch of the pool."""
+    return {
+        HIT_POINTS_KEY: pool.points.to(device),
+        HIT_NORMALS_KEY: pool.normals.to(device),
+        HIT_DEPTH_KEY: pool.depth.to(device),
+    }

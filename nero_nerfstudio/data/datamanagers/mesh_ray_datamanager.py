@@ -1,0 +1,134 @@
+"""Training rays of Stage II: only pixels whose primary ray hits the fixed mesh (spec 4.1).
+
+At setup every training pixel is traced once against the mesh; training batches are drawn from the hitting pixels
+(reshuffled when used up) and carry their hit in ``RayBundle.metadata`` (:mod:`.mesh_hits`). Evaluation batches and
+images are nerfstudio's usual ones: the model traces those rays itself.
+
+The mesh comes from ``mesh_path`` when set, otherwise from the model (``nero-material``'s
+``--pipeline.model.mesh-path``), which is handed over through the training callbacks, after both exist. The
+datamanager also adds the parser's ``dataparser_transform`` / ``dataparser_scale`` to the dataset metadata, so the
+model can move the dataset-frame mesh into the normalised frame in every mode (training, viewer, evaluation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Literal, Optional, Tuple, Type
+
+import torch
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.model_components.ray_generators import RayGenerator
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nero_nerfstudio.data.datamanagers.mesh_hits import (
+    DATAPARSER_SCALE_KEY,
+    DATAPARSER_TRANSFORM_KEY,
+    MeshHitPool,
+    ShuffledBatches,
+    load_mesh_in_normalised_frame,
+    pool_batch_metadata,
+    trace_hit_pool,
+)
+from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
+from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.raycasting.base import MeshRayCaster
+from nero_nerfstudio.raycasting.factory import make_ray_caster
+
+
+@dataclass
+class MeshRayDataManagerConfig(VanillaDataManagerConfig):
+    """Random hitting pixels of all training images (NeRO Stage II: 512 per step)."""
+
+    _target: Type = field(default_factory=lambda: MeshRayDataManager)
+    train_num_rays_per_batch: int = 512
+    mesh_path: Optional[Path] = None
+    """Mesh to trace, in the dataset frame; None takes the model's mesh (``--pipeline.model.mesh-path``)."""
+    ray_caster_backend: Literal["auto", "open3d", "cuda"] = "auto"
+    """Backend of the caster built for ``mesh_path`` (the model's own caster is used otherwise)."""
+    trace_chunk_size: int = 1 << 20
+    """Primary rays per cast call while building the pool."""
+
+
+class MeshRayDataManager(VanillaDataManager[NeroDataset]):
+    """VanillaDataManager whose training batches are mesh-hitting pixels with their hits."""
+
+    config: MeshRayDataManagerConfig
+    hit_pool: Optional[MeshHitPool] = None
+    """The hitting pixels, once traced."""
+
+    def create_train_dataset(self) -> NeroDataset:
+        transform = self.train_dataparser_outputs.dataparser_transform
+        self.train_dataparser_outputs.metadata[DATAPARSER_TRANSFORM_KEY] = torch.as_tensor(transform).float().clone()
+        self.train_dataparser_outputs.metadata[DATAPARSER_SCALE_KEY] = float(self.train_dataparser_outputs.dataparser_scale)
+        return super().create_train_dataset()
+
+    def setup_train(self) -> None:
+        """Ray generator over the training cameras; the pixel pool is traced as soon as a mesh is known (images are
+        read once then, not cached by a dataloader)."""
+        self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
+        self.hit_pool = None
+        self._batches: Optional[ShuffledBatches] = None
+        if self.config.mesh_path is not None:
+            vertices, faces = load_mesh_in_normalised_frame(
+                self.config.mesh_path,
+                self.train_dataparser_outputs.dataparser_transform,
+                self.train_dataparser_outputs.dataparser_scale,
+            )
+            self.build_hit_pool(make_ray_caster(vertices, faces, backend=self.config.ray_caster_backend))
+
+    def build_hit_pool(self, ray_caster: MeshRayCaster, mesh_name: Optional[Path] = None) -> MeshHitPool:
+        """Trace every training pixel against ``ray_caster``'s mesh (normalised frame) and keep the hits.
+
+        Raises:
+            NeroDataError: no pixel hits the mesh (named by ``mesh_name``, default ``mesh_path``).
+        """
+        CONSOLE.print("Tracing every training pixel against the mesh...")
+        pool = trace_hit_pool(
+            self.train_dataset.cameras,
+            self.train_dataset.get_image_float32,
+            ray_caster,
+            chunk_size=self.config.trace_chunk_size,
+        )
+        if len(pool) == 0:
+            raise NeroDataError(
+                mesh_name or self.config.mesh_path or "mesh",
+                "no training pixel's ray hits the mesh (is the mesh in the dataset frame of this scene?)",
+            )
+        cameras = self.train_dataset.cameras
+        num_pixels = int((cameras.height.long() * cameras.width.long()).sum())
+        CONSOLE.print(f"{len(pool)} of {num_pixels} training pixels hit the mesh.")
+        self.hit_pool = pool
+        self._batches = ShuffledBatches(len(pool))
+        return pool
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        """Called once the pipeline exists: trace the model's mesh unless a mesh of our own was traced."""
+        if self.hit_pool is None:
+            pipeline = training_callback_attributes.pipeline
+            model = getattr(pipeline, "model", None) if pipeline is not None else None
+            ray_caster = getattr(model, "ray_caster", None)
+            if ray_caster is None:
+                raise ValueError(
+                    "MeshRayDataManager needs a mesh: set --pipeline.datamanager.mesh-path, or use a model with a "
+                    "'ray_caster' (nero-material: --pipeline.model.mesh-path)"
+                )
+            self.build_hit_pool(ray_caster, getattr(model.config, "mesh_path", None))
+        return []
+
+    def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
+        """``train_num_rays_per_batch`` hitting pixels: rays with their hits in ``metadata``, and
+        ``{"image" [N, 3], "indices" [N, 3]}``."""
+        if self.hit_pool is None or self._batches is None:
+            raise RuntimeError("MeshRayDataManager.next_train before the mesh was traced (no mesh given yet)")
+        self.train_count += 1
+        batch_pool = self.hit_pool.select(self._batches.next(self.config.train_num_rays_per_batch))
+        ray_indices = batch_pool.indices.to(self.device)
+        ray_bundle = self.train_ray_generator(ray_indices)
+        ray_bundle.metadata.update(pool_batch_metadata(batch_pool, self.device))
+        return ray_bundle, {"image": batch_pool.colors.to(self.device), "indices": ray_indices}
+
+    def get_train_rays_per_batch(self) -> int:
+        return self.config.train_num_rays_per_batch

@@ -1,0 +1,119 @@
+"""Pieces both NeRO dataparsers share: image header checks, Cameras from OpenCV poses, splits, metadata.
+
+Imported by dataparser entry-point modules, so only light imports here (see architecture.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Sequence, Tuple
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
+
+from nero_nerfstudio.data.camera_conventions import opencv_w2c_to_opengl_c2w
+from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.data.splits import nero_validation_split, synthetic_test_split
+
+# 8-bit modes that convert losslessly to RGB; anything else (16-bit, float, CMYK) is refused.
+_READABLE_MODES = {"RGB", "RGBA", "L", "LA", "P", "PA"}
+
+
+def read_image_sizes(paths: Sequence[Path]) -> List[Tuple[int, int]]:
+    """``(width, height)`` of each image from its header, raising on missing or unusable files.
+
+    Alpha channels are allowed (the dataset drops them); one warning is printed for the first such image.
+    """
+    sizes = []
+    warned_about_alpha = False
+    for path in paths:
+        if not path.is_file():
+            raise NeroDataError(path, "image file is missing")
+        try:
+            with Image.open(path) as pil_image:
+                size, mode = pil_image.size, pil_image.mode
+        except (OSError, ValueError) as error:
+            raise NeroDataError(path, f"cannot read image ({error})") from error
+        if mode not in _READABLE_MODES:
+            raise NeroDataError(path, f"unsupported image mode {mode}; save the images as 8-bit RGB")
+        if mode.endswith("A") and not warned_about_alpha:
+            CONSOLE.print(
+                f"[yellow]{path}: image has an alpha channel; only its RGB channels are used (warned once)",
+                soft_wrap=True,
+            )
+            warned_about_alpha = True
+        sizes.append(size)
+    return sizes
+
+
+def nero_cameras(w2c: np.ndarray, intrinsics: np.ndarray, sizes: Sequence[Tuple[int, int]]) -> Cameras:
+    """nerfstudio Cameras from NeRO cameras.
+
+    Args:
+        w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses in the normalised frame.
+        intrinsics: ``[N, 3, 3]`` pinhole matrices for pixel coordinates whose pixel centres sit at ``i + 0.5``
+            (nerfstudio's default pixel offset, the same as NeRO's).
+        sizes: ``(width, height)`` per image.
+    """
+    intrinsics = torch.as_tensor(np.asarray(intrinsics), dtype=torch.float32)
+    sizes_tensor = torch.as_tensor(np.asarray(sizes, dtype=np.int64).reshape(-1, 2))
+    return Cameras(
+        camera_to_worlds=torch.as_tensor(opencv_w2c_to_opengl_c2w(np.asarray(w2c)), dtype=torch.float32),
+        fx=intrinsics[:, 0, 0:1],
+        fy=intrinsics[:, 1, 1:2],
+        cx=intrinsics[:, 0, 2:3],
+        cy=intrinsics[:, 1, 2:3],
+        width=sizes_tensor[:, 0:1],
+        height=sizes_tensor[:, 1:2],
+        camera_type=CameraType.PERSPECTIVE,
+    )
+
+
+def split_indices(ids: Sequence[str], split: str, split_mode: Literal["validation", "test", "all"]) -> List[int]:
+    """Indices into ``ids`` of the images of a nerfstudio split.
+
+    ``validation``: NeRO's single held-out image (seed 6033) is "val"/"test", the rest "train".
+    ``test``: GlossySynthetic's 96/32 split. ``all``: train on every image, evaluate on the NeRO held-out one.
+    """
+    if split_mode == "test":
+        train_ids, eval_ids = synthetic_test_split(ids)
+        if not eval_ids:
+            raise ValueError("split_mode 'test' needs the GlossySynthetic ids 0..127; none of its 32 test ids exist")
+    else:
+        train_ids, eval_ids = nero_validation_split(ids)
+        if split_mode == "all":
+            train_ids = list(ids)
+    if split == "train":
+        chosen = set(train_ids)
+    elif split in ("val", "test"):
+        chosen = set(eval_ids)
+    else:
+        raise ValueError(f"unknown split {split!r}; expected 'train', 'val' or 'test'")
+    return [index for index, image_id in enumerate(ids) if image_id in chosen]
+
+
+def nero_metadata(
+    image_ids: Sequence[str],
+    w2c: np.ndarray,
+    dataset_format: Literal["synthetic", "real", "custom"],
+    fixed_camera: bool = False,
+) -> Dict[str, Any]:
+    """The metadata keys of architecture.md shared by all formats (``depth_filenames`` is added by the caller).
+
+    Args:
+        image_ids: NeRO ids of the split's images.
+        w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses of those images in the normalised frame.
+    """
+    synthetic = dataset_format == "synthetic"
+    return {
+        "image_ids": list(image_ids),
+        "up_axis": "y" if synthetic else "z",
+        # NeRO builds the photographer frame assuming z-up for every format; synthetic runs keep the light off.
+        "photographer_w2p": torch.as_tensor(photographer_w2p(w2c, fixed_camera=fixed_camera), dtype=torch.float32),
+        "photographer_light": not synthetic,
+        "dataset_format": dataset_format,
+    }

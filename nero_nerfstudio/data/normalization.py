@@ -1,0 +1,167 @@
+"""The similarity that puts a real (COLMAP) scene into NeRO's normalised frame (spec 2.2).
+
+``x_n = s * R_n (x_colmap - c)``: the object's bounding-box centre ``c`` goes to the origin, its farthest point to
+the unit sphere, "up" to +z and the part of "forward" orthogonal to up to +x. Pure numpy, no file access; the
+``source`` arguments only name the file an error message should point at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Tuple, Union
+
+import numpy as np
+
+from nero_nerfstudio.data.camera_conventions import camera_centers
+from nero_nerfstudio.data.errors import NeroDataError
+
+# |cos(up, forward)| above this leaves forward with almost no component orthogonal to up.
+_MAX_UP_FORWARD_COS = 0.99
+
+
+def _unit(vector: np.ndarray, source: Union[str, Path], name: str) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float64).reshape(-1)
+    if vector.shape != (3,) or not np.all(np.isfinite(vector)):
+        raise NeroDataError(source, f"{name} must be three finite numbers, got {vector.tolist()}")
+    norm = np.linalg.norm(vector)
+    if norm < 1e-12:
+        raise NeroDataError(source, f"{name} vector is zero")
+    return vector / norm
+
+
+def normalizing_similarity(
+    object_points: np.ndarray,
+    up: np.ndarray,
+    forward: np.ndarray,
+    points_source: Union[str, Path] = "object point cloud",
+    orientation_source: Union[str, Path] = "up/forward",
+) -> Tuple[np.ndarray, np.ndarray, float]:
+    """Rotation, centre and scale of the normalising similarity.
+
+    Args:
+        object_points: ``[P, 3]`` object points in the dataset (COLMAP) frame.
+        up: ``[3]`` direction that becomes +z.
+        forward: ``[3]`` direction whose part orthogonal to ``up`` becomes +x.
+        points_source: file named in errors about the points.
+        orientation_source: file named in errors about up/forward.
+
+    Returns:
+        ``rotation`` ``[3, 3]`` (rows x, y, up), ``center`` ``[3]`` (bounding-box centre), ``scale`` (1 / max radius).
+    """
+    points = np.asarray(object_points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 4:
+        raise NeroDataError(points_source, f"needs at least 4 points with x, y, z, got array of shape {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise NeroDataError(points_source, "contains NaN or infinite coordinates")
+    # Bounding-box centre, not the mean: a dense patch of points must not pull the centre (spec 2.2).
+    center = (points.max(axis=0) + points.min(axis=0)) / 2.0
+    radius = float(np.linalg.norm(points - center, axis=1).max())
+    if radius < 1e-9:
+        raise NeroDataError(points_source, "all points coincide (zero extent)")
+
+    up_unit = _unit(up, orientation_source, "up")
+    forward_unit = _unit(forward, orientation_source, "forward")
+    cos_angle = float(up_unit @ forward_unit)
+    if abs(cos_angle) > _MAX_UP_FORWARD_COS:
+        raise NeroDataError(
+            orientation_source,
+            f"up and forward are (nearly) parallel (cos = {cos_angle:.4f}); forward must point sideways",
+        )
+    y_axis = np.cross(up_unit, forward_unit)
+    y_axis /= np.linalg.norm(y_axis)
+    x_axis = np.cross(y_axis, up_unit)
+    x_axis /= np.linalg.norm(x_axis)
+    rotation = np.stack([x_axis, y_axis, up_unit], axis=0)
+    return rotation, center, 1.0 / radius
+
+
+def apply_to_points(points: np.ndarray, rotation: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
+    """``[P, 3]`` dataset-frame points -> ``[P, 3]`` normalised points ``s R (x - c)``."""
+    return scale * (np.asarray(points) - center) @ rotation.T
+
+
+def apply_to_w2c(w2c: np.ndarray, rotation: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
+    """Rewrites world-to-camera poses for the normalised world.
+
+    From ``x_cam = R x + t`` and ``x = R_n^T x_n / s + c``: ``R' = R R_n^T`` and ``t' = s (t + R c)``; the camera
+    coordinates are scaled by ``s`` too, which leaves the image projection unchanged.
+
+    Args:
+        w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses in the dataset frame.
+
+    Returns:
+        ``[N, 3, 4]`` poses in the normalised frame.
+    """
+    w2c = np.asarray(w2c, dtype=np.float64)
+    camera_rotation = w2c[:, :3, :3]
+    translation = w2c[:, :3, 3]
+    new_rotation = camera_rotation @ rotation.T
+    new_translation = scale * (translation + camera_rotation @ center)
+    return np.concatenate([new_rotation, new_translation[:, :, None]], axis=-1)
+
+
+def check_cameras_outside_unit_sphere(w2c: np.ndarray, source: Union[str, Path] = "object point cloud") -> None:
+    """Raises when a normalised camera sits inside the unit sphere, where the object is assumed to be.
+
+    Args:
+        w2c: ``[N, 3, 4]`` world-to-camera poses in the normalised frame.
+        source: file named in the error (the point cloud that defined the sphere).
+    """
+    distances = np.linalg.norm(camera_centers(np.asarray(w2c)), axis=-1)
+    inside = np.flatnonzero(distances <= 1.0)
+    if len(inside) > 0:
+        raise NeroDataError(
+            source,
+            f"{len(inside)} camera(s) end up inside the object's bounding sphere (closest at distance "
+            f"{distances.min():.3f} <= 1, camera index {int(inside[0])}); crop the point cloud to the object only",
+        )
+
+
+def estimate_up_forward(
+    centers: np.ndarray,
+    optical_axes: np.ndarray,
+    object_center: np.ndarray,
+    source: Union[str, Path] = "cameras",
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Guesses up and forward for a capture where cameras circle the object.
+
+    Up is the normal of the plane the cameras lie closest to (least squares), signed to point from the object
+    towards the cameras (people photograph from above). When the cameras are level with the object the sign comes
+    from the viewing directions instead (cameras look down, against up). Forward points towards the first camera,
+    made orthogonal to up.
+
+    Args:
+        centers: ``[N, 3]`` camera centres.
+        optical_axes: ``[N, 3]`` viewing directions (third row of each OpenCV world-to-camera rotation).
+        object_center: ``[3]`` object centre.
+        source: file named in errors.
+
+    Returns:
+        ``up`` ``[3]`` and ``forward`` ``[3]``, unit vectors, orthogonal.
+    """
+    centers = np.asarray(centers, dtype=np.float64)
+    optical_axes = np.asarray(optical_axes, dtype=np.float64)
+    object_center = np.asarray(object_center, dtype=np.float64)
+    if len(centers) < 3:
+        raise NeroDataError(source, f"need at least 3 cameras to estimate up, got {len(centers)}")
+    offsets = centers - centers.mean(axis=0)
+    _, singular_values, right_vectors = np.linalg.svd(offsets, full_matrices=False)
+    if singular_values[1] < 1e-6 * max(singular_values[0], 1e-12):
+        raise NeroDataError(source, "cameras lie on a line; cannot estimate the up direction, write meta_info.txt")
+    up = right_vectors[2]
+
+    height = float(up @ (centers.mean(axis=0) - object_center))
+    spread = float(np.linalg.norm(offsets, axis=1).mean())
+    if abs(height) > 1e-3 * spread:
+        up = up if height > 0 else -up
+    else:
+        up = up if float(up @ optical_axes.mean(axis=0)) < 0 else -up
+
+    to_first_camera = centers[0] - object_center
+    forward = to_first_camera - (to_first_camera @ up) * up
+    norm = np.linalg.norm(forward)
+    if norm < 1e-9 * max(np.linalg.norm(to_first_camera), 1e-12):
+        raise NeroDataError(
+            source, "the first camera is straight above the object; cannot pick forward, write meta_info.txt"
+        )
+    return up, forward / norm

@@ -1,0 +1,129 @@
+"""One interface for casting rays against a fixed triangle mesh (Stage II), whatever the backend.
+
+Conventions shared by every backend:
+
+* directions need not be unit length; they are normalised and ``depth`` is the Euclidean distance from the
+  origin to the hit (``points = origins + depth * unit_direction``);
+* there is no maximum distance (a camera 100 units away works);
+* no back-face culling: a ray from inside a closed mesh hits its inside;
+* ``face_normals`` are flat, unit, and point out of the object: faces are oriented consistently and outward
+  when the caster is built (:func:`orient_faces_outward`), independent of the direction of the ray;
+* misses have ``hit_mask = False``, ``depth = inf``, zero ``points`` and ``face_normals``, ``face_ids = -1``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import Union
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from nero_nerfstudio.raycasting.mesh_orientation import orient_faces_outward, validate_mesh_arrays
+
+ArrayLike = Union[np.ndarray, Tensor]
+
+
+@dataclass
+class RayHits:
+    """Nearest intersection of each ray with the mesh."""
+
+    hit_mask: Bool[Tensor, "num_rays"]
+    """Whether the ray hits the mesh."""
+    depth: Float[Tensor, "num_rays"]
+    """Distance along the unit direction to the hit; ``inf`` for misses."""
+    points: Float[Tensor, "num_rays 3"]
+    """Hit positions; zero for misses."""
+    face_normals: Float[Tensor, "num_rays 3"]
+    """Flat, unit, outward normal of the hit face; zero for misses."""
+    face_ids: Int[Tensor, "num_rays"]
+    """Index of the hit face in the mesh's face array; ``-1`` for misses (and where a backend cannot tell)."""
+
+    def to(self, device: Union[str, torch.device]) -> "RayHits":
+        """The same hits on ``device``."""
+        return RayHits(**{field.name: getattr(self, field.name).to(device) for field in fields(self)})
+
+
+def to_numpy(array: ArrayLike, dtype: type) -> np.ndarray:
+    """Detach a tensor or array to a contiguous numpy array of ``dtype``."""
+    if isinstance(array, Tensor):
+        array = array.detach().cpu().numpy()
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_rays(origins: Tensor, directions: Tensor) -> None:
+    """Raise a one-line ``ValueError`` for rays that are not ``[N, 3]`` pairs."""
+    if origins.ndim != 2 or origins.shape[-1] != 3 or origins.shape != directions.shape:
+        raise ValueError(
+            f"ray origins and directions must both be [num_rays, 3], got {tuple(origins.shape)} and "
+            f"{tuple(directions.shape)}"
+        )
+
+
+class MeshRayCaster(ABC):
+    """Ray caster over a fixed triangle mesh.
+
+    Args:
+        vertices: ``[num_vertices, 3]`` positions.
+        faces: ``[num_faces, 3]`` vertex indices; re-wound consistently and outward when ``orient_outward``.
+        orient_outward: set to False only for meshes whose winding is known to be outward already.
+    """
+
+    def __init__(self, vertices: ArrayLike, faces: ArrayLike, orient_outward: bool = True) -> None:
+        vertices_np = to_numpy(vertices, np.float64)
+        faces_np = to_numpy(faces, np.int64)
+        validate_mesh_arrays(vertices_np, faces_np)
+        if orient_outward:
+            faces_np = orient_faces_outward(vertices_np, faces_np)
+        self.vertices: np.ndarray = vertices_np.astype(np.float32)
+        """``[num_vertices, 3]`` float32 positions."""
+        self.faces: np.ndarray = faces_np
+        """``[num_faces, 3]`` int64 vertex indices, outward wound."""
+        corners = vertices_np[faces_np]
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        lengths = np.linalg.norm(normals, axis=-1, keepdims=True)
+        # Degenerate faces keep a zero normal.
+        self.face_normals: np.ndarray = (normals / np.where(lengths > 0, lengths, 1.0)).astype(np.float32)
+        """``[num_faces, 3]`` float32 unit outward normals."""
+
+    @abstractmethod
+    def cast(self, origins: Float[Tensor, "num_rays 3"], directions: Float[Tensor, "num_rays 3"]) -> RayHits:
+        """Nearest hit along each ray (a hit at distance 0 may count: offset secondary rays off the surface).
+
+        Outputs are float32 on the device of ``origins``.
+        """
+
+    @abstractmethod
+    def occluded(
+        self,
+        origins: Float[Tensor, "num_rays 3"],
+        directions: Float[Tensor, "num_rays 3"],
+        t_min: float = 1e-5,
+    ) -> Bool[Tensor, "num_rays"]:
+        """Whether anything is hit farther than ``t_min`` along each ray (any hit, not the nearest)."""
+
+
+def miss_filled_hits(
+    hit_mask: Tensor, depth: Tensor, points: Tensor, face_normals: Tensor, face_ids: Tensor
+) -> RayHits:
+    """Apply the miss conventions (``inf`` depth, zero points and normals, face id ``-1``)."""
+    miss = ~hit_mask
+    return RayHits(
+        hit_mask=hit_mask,
+        depth=depth.masked_fill(miss, float("inf")),
+        points=points.masked_fill(miss[:, None], 0.0),
+        face_normals=face_normals.masked_fill(miss[:, None], 0.0),
+        face_ids=face_ids.masked_fill(miss, -1),
+    )
+
+
+def normalize_directions(directions: Tensor) -> Tensor:
+    """Unit directions ``[num_rays, 3]``; zero-length directions raise."""
+    lengths = directions.norm(dim=-1, keepdim=True)
+    if bool((lengths == 0).any()):
+        raise ValueError("ray directions must be non-zero")
+    return directions / lengths
+

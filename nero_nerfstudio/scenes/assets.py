@@ -1,0 +1,99 @@
+"""Names the scene generator accepts: HDR environments bundled with the bpy wheel, and meshes.
+
+Found through the installed packages' files, without importing bpy (which loads Blender into the process).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+
+from nero_nerfstudio.data.errors import NeroDataError
+
+PRIMITIVE_MESHES = ("sphere", "torus", "suzanne")
+"""Meshes built inside Blender."""
+FILE_MESHES = ("bunny",)
+"""Meshes shipped with installed packages (the Stanford bunny of pymeshlab's test data)."""
+MESH_FILE_SUFFIXES = (".ply", ".obj")
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise NeroDataError(package, f"the Python package '{package}' is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def bundled_environments() -> Dict[str, Path]:
+    """Environment name -> equirectangular EXR in bpy's ``datafiles/studiolights/world`` (CC0 HDRIs)."""
+    world_dirs = sorted(_package_dir("bpy").glob("*/datafiles/studiolights/world"))
+    if not world_dirs:
+        return {}
+    return {path.stem: path for path in sorted(world_dirs[-1].glob("*.exr"))}
+
+
+def resolve_environment(name_or_path: str) -> Path:
+    """A bundled environment name (e.g. ``courtyard``) or a path to an equirectangular .exr/.hdr file."""
+    environments = bundled_environments()
+    if name_or_path in environments:
+        return environments[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".exr", ".hdr"):
+        if not path.is_file():
+            raise NeroDataError(path, "environment map file does not exist")
+        return path.resolve()
+    raise NeroDataError(
+        name_or_path,
+        f"unknown environment; use one of {', '.join(sorted(environments))} or a path to an .exr/.hdr file",
+    )
+
+
+def bunny_path() -> Path:
+    """The Stanford bunny (28k vertices, watertight) shipped in pymeshlab's test data."""
+    path = _package_dir("pymeshlab") / "tests" / "sample_meshes" / "bunny.obj"
+    if not path.is_file():
+        raise NeroDataError(path, "pymeshlab's sample bunny is missing from the installed package")
+    return path
+
+
+def resolve_mesh(name_or_path: str) -> str | Path:
+    """A primitive name (returned as is), ``bunny`` or a .ply/.obj path (returned as a checked path)."""
+    if name_or_path in PRIMITIVE_MESHES:
+        return name_or_path
+    if name_or_path == "bunny":
+        return bunny_path()
+    path = Path(name_or_path)
+    if path.suffix.lower() in MESH_FILE_SUFFIXES:
+        if not path.is_file():
+            raise NeroDataError(path, "mesh file does not exist")
+        return path.resolve()
+    raise NeroDataError(
+        name_or_path,
+        f"unknown mesh; use one of {', '.join(FILE_MESHES + PRIMITIVE_MESHES)} or a path to a .ply/.obj file",
+    )
+
+
+def load_mesh_file(path: Path, up_axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices ``[N, 3]`` (turned to Blender's z-up) and triangles ``[F, 3]`` of a .ply/.obj file.
+
+    Args:
+        up_axis: ``"y"`` for y-up files (the OBJ convention; the bunny), ``"z"`` for z-up files.
+    """
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, force="mesh")
+    except Exception as error:  # trimesh raises many types for unreadable files
+        raise NeroDataError(path, f"cannot read mesh ({error})") from error
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise NeroDataError(path, "file holds no triangles")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if up_axis == "y":
+        # y-up (x, y, z) -> Blender z-up (x, -z, y), the inverse of the synthetic layout's axis swap.
+        vertices = np.stack([vertices[:, 0], -vertices[:, 2], vertices[:, 1]], axis=-1)
+    elif up_axis != "z":
+        raise NeroDataError(path, f"mesh up axis must be 'y' or 'z', got '{up_axis}'")
+    return vertices, np.asarray(mesh.faces, dtype=np.int64)
