@@ -104,23 +104,9 @@ class EvalShape:
 
 def load_eval_pipeline(config_path: Path) -> Tuple[Pipeline, int]:
     """The run's pipeline with its held-out ("test") images loaded and its latest checkpoint; ``(pipeline, step)``."""
-    from nero_nerfstudio.scripts.export import find_checkpoint_dir
+    from nero_nerfstudio.utils.run_loading import load_pipeline
 
-    # Checked before nerfstudio's trainer is imported, so a wrong path fails at once.
-    checkpoint_dir = find_checkpoint_dir(config_path)
-    from nerfstudio.engine.trainer import TrainerConfig
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    from nero_nerfstudio.utils.checkpoint import allow_numpy_in_checkpoints
-
-    def use_checkpoints_next_to_config(config: TrainerConfig) -> TrainerConfig:
-        config.relative_model_dir = checkpoint_dir.resolve()
-        return config
-
-    with allow_numpy_in_checkpoints():
-        _, pipeline, _, step = eval_setup(
-            config_path, test_mode="test", update_config_callback=use_checkpoints_next_to_config
-        )
+    pipeline, _, step = load_pipeline(config_path, test_mode="test")
     return pipeline, step
 
 

@@ -1,0 +1,220 @@
+"""Stage I mesh export: marching cubes on an SDF, the way back to the dataset frame, and atomic mesh files.
+
+The SDF is negative inside the object. The grid is closed at the unit sphere (the normalised frame puts the object
+inside it) and at the border of the grid, so the extracted surface is always closed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import trimesh
+from jaxtyping import Float
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from skimage.measure import marching_cubes
+from torch import Tensor
+
+from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.utils.io import atomic_path
+
+CONSOLE = Console()
+
+SdfFunction = Callable[
+    [Float[Tensor, "num_points 3"]], Union[Float[Tensor, "num_points 1"], Float[Tensor, "num_points"]]
+]
+"""Maps points ``[num_points, 3]`` to signed distances ``[num_points, 1]`` or ``[num_points]`` (negative inside)."""
+
+Bounds = Tuple[Sequence[float], Sequence[float]]
+
+MESH_SUFFIXES = (".ply", ".obj", ".glb")
+DEFAULT_CHUNK_SIZE = 64**3
+OUTSIDE_SDF_VALUE = 1.0
+"""What grid points outside the unit sphere (and on the grid border) are set to: clearly outside."""
+
+
+class NoSurfaceError(RuntimeError):
+    """The SDF grid has no zero crossing, so there is nothing to extract."""
+
+
+def _grid_axes(resolution: int, bounds: Bounds) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per-axis sample positions ``[resolution]`` of the grid, endpoints included."""
+    bounds_min, bounds_max = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
+    if bounds_min.shape != (3,) or bounds_max.shape != (3,) or np.any(bounds_max <= bounds_min):
+        raise ValueError(f"bounds must be ((xmin, ymin, zmin), (xmax, ymax, zmax)) with min < max, got {bounds}")
+    return tuple(  # type: ignore[return-value]
+        torch.linspace(float(lo), float(hi), resolution, dtype=torch.float32) for lo, hi in zip(bounds_min, bounds_max)
+    )
+
+
+@torch.no_grad()
+def evaluate_sdf_grid(
+    sdf_fn: SdfFunction,
+    resolution: int,
+    bounds: Bounds = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    device: Union[str, torch.device] = "cpu",
+) -> Float[np.ndarray, "resolution resolution resolution"]:
+    """Sample the SDF on a ``resolution``³ grid, chunk by chunk, with a progress bar.
+
+    Only points strictly inside the unit sphere are evaluated; the others, and the outermost layer of the grid,
+    are set to ``OUTSIDE_SDF_VALUE`` so the zero level set is closed.
+
+    Returns:
+        float32 grid ``[resolution, resolution, resolution]`` indexed ``[ix, iy, iz]``.
+    """
+    if resolution < 3:
+        raise ValueError(f"resolution must be at least 3, got {resolution}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    axis_x, axis_y, axis_z = _grid_axes(resolution, bounds)
+    num_points = resolution**3
+    sdf_grid = np.full(num_points, OUTSIDE_SDF_VALUE, dtype=np.float32)
+
+    progress = Progress(
+        TextColumn("[bold]Evaluating SDF grid {task.fields[resolution]}³"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=CONSOLE,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("sdf", total=num_points, resolution=resolution)
+        for start in range(0, num_points, chunk_size):
+            flat_index = torch.arange(start, min(start + chunk_size, num_points), dtype=torch.int64)
+            index_x = flat_index // (resolution * resolution)
+            index_y = (flat_index // resolution) % resolution
+            index_z = flat_index % resolution
+            points = torch.stack([axis_x[index_x], axis_y[index_y], axis_z[index_z]], dim=-1)
+            grid_index = torch.stack([index_x, index_y, index_z], dim=-1)
+            on_border = ((grid_index == 0) | (grid_index == resolution - 1)).any(dim=-1)
+            evaluate = (torch.linalg.vector_norm(points, dim=-1) < 1.0) & ~on_border
+            if evaluate.any():
+                inside_points = points[evaluate]
+                sdf = sdf_fn(inside_points.to(device))
+                if sdf.numel() != inside_points.shape[0]:
+                    raise ValueError(
+                        f"sdf_fn returned {tuple(sdf.shape)} for {inside_points.shape[0]} points; "
+                        "expected [num_points, 1] or [num_points]"
+                    )
+                chunk_values = sdf_grid[start : start + flat_index.shape[0]]
+                chunk_values[evaluate.numpy()] = sdf.reshape(-1).float().cpu().numpy()
+            progress.update(task, advance=flat_index.shape[0])
+    return sdf_grid.reshape(resolution, resolution, resolution)
+
+
+def mesh_from_sdf_grid(
+    sdf_grid: Float[np.ndarray, "res_x res_y res_z"],
+    bounds: Bounds = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)),
+) -> trimesh.Trimesh:
+    """Marching cubes at level 0 on a negative-inside SDF grid, faces wound outward, vertices in world coordinates."""
+    if not np.all(np.isfinite(sdf_grid)):
+        raise NoSurfaceError("the SDF has NaN or infinite values — training diverged")
+    if not (sdf_grid.min() < 0.0 < sdf_grid.max()):
+        raise NoSurfaceError(
+            "the SDF has no surface inside the unit sphere (no zero crossing on the grid) — "
+            "training diverged or was too short"
+        )
+    bounds_min, bounds_max = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
+    voxel_size = (bounds_max - bounds_min) / (np.asarray(sdf_grid.shape, dtype=np.float64) - 1.0)
+    # skimage winds faces towards increasing values with "descent" (its default); for an SDF that is positive
+    # outside, that is outward. Checked on a sphere in tests/export/test_mesh.py.
+    vertices, faces, _, _ = marching_cubes(
+        sdf_grid, level=0.0, spacing=tuple(voxel_size), gradient_direction="descent", allow_degenerate=False
+    )
+    return trimesh.Trimesh(vertices=vertices + bounds_min, faces=faces, process=True)
+
+
+def extract_mesh(
+    sdf_fn: SdfFunction,
+    resolution: int = 512,
+    bounds: Bounds = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    device: Union[str, torch.device] = "cpu",
+) -> trimesh.Trimesh:
+    """Extract the zero level set of ``sdf_fn`` inside the unit sphere as a closed, outward-facing mesh.
+
+    Args:
+        sdf_fn: signed distance, negative inside (see ``SdfFunction``).
+        resolution: grid samples per axis (linspace over ``bounds`` including the endpoints).
+        bounds: ``(min_xyz, max_xyz)`` of the grid.
+        chunk_size: points per ``sdf_fn`` call.
+        device: device the points are sent to.
+
+    Raises:
+        NoSurfaceError: the SDF never crosses zero inside the unit sphere, or is not finite.
+    """
+    sdf_grid = evaluate_sdf_grid(sdf_fn, resolution, bounds, chunk_size, device)
+    return mesh_from_sdf_grid(sdf_grid, bounds)
+
+
+def normalized_to_dataset_matrix(
+    dataparser_transform: Float[np.ndarray, "3 4"], dataparser_scale: float
+) -> Float[np.ndarray, "4 4"]:
+    """Homogeneous matrix that undoes nerfstudio's ``x_ns = scale * (T @ [x; 1])``."""
+    transform = np.asarray(dataparser_transform, dtype=np.float64)
+    if transform.shape != (3, 4):
+        raise ValueError(f"dataparser_transform must be [3, 4], got {transform.shape}")
+    if not dataparser_scale > 0:
+        raise ValueError(f"dataparser_scale must be positive, got {dataparser_scale}")
+    transform_4x4 = np.vstack([transform, [0.0, 0.0, 0.0, 1.0]])
+    unscale = np.diag([1.0 / dataparser_scale] * 3 + [1.0])
+    return np.linalg.inv(transform_4x4) @ unscale
+
+
+def transform_mesh(mesh: trimesh.Trimesh, matrix: Float[np.ndarray, "4 4"]) -> trimesh.Trimesh:
+    """A copy of ``mesh`` with its vertices moved by the homogeneous ``matrix``; faces stay outward even if the
+    matrix contains a reflection. Vertex order is kept (per-vertex material arrays still line up)."""
+    moved = mesh.copy()
+    moved.vertices = trimesh.transform_points(mesh.vertices, matrix)
+    if np.linalg.det(matrix[:3, :3]) < 0:
+        moved.invert()
+    return moved
+
+
+def transform_to_dataset_frame(
+    mesh: trimesh.Trimesh, dataparser_transform: Float[np.ndarray, "3 4"], dataparser_scale: float
+) -> trimesh.Trimesh:
+    """A copy of ``mesh`` moved from the normalised (nerfstudio) frame back to the dataset frame.
+
+    ``x_dataset = inv([T; 0 0 0 1]) @ [x_ns / scale; 1]``.
+    """
+    return transform_mesh(mesh, normalized_to_dataset_matrix(dataparser_transform, dataparser_scale))
+
+
+def transform_to_normalized_frame(
+    mesh: trimesh.Trimesh, dataparser_transform: Float[np.ndarray, "3 4"], dataparser_scale: float
+) -> trimesh.Trimesh:
+    """Inverse of :func:`transform_to_dataset_frame`: ``x_ns = scale * (T @ [x_dataset; 1])``."""
+    return transform_mesh(mesh, np.linalg.inv(normalized_to_dataset_matrix(dataparser_transform, dataparser_scale)))
+
+
+def load_dataparser_transform(path: Path) -> Tuple[Float[np.ndarray, "3 4"], float]:
+    """Read nerfstudio's ``dataparser_transforms.json`` (``{"transform": 3x4, "scale": s}``)."""
+    if not path.is_file():
+        raise NeroDataError(path, "dataparser_transforms.json not found (the trainer writes it next to config.yml)")
+    try:
+        content = json.loads(path.read_text())
+        transform = np.asarray(content["transform"], dtype=np.float64)
+        scale = float(content["scale"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise NeroDataError(path, f"expected {{'transform': 3x4, 'scale': float}} ({error})") from error
+    if transform.shape != (3, 4):
+        raise NeroDataError(path, f"'transform' must be 3x4, got shape {transform.shape}")
+    return transform, scale
+
+
+def save_mesh(mesh: trimesh.Trimesh, path: Union[str, Path]) -> Path:
+    """Write ``mesh`` as .ply, .obj or .glb (picked by suffix), atomically: an old file survives a failed write."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in MESH_SUFFIXES:
+        raise NeroDataError(path, f"unsupported mesh format '{path.suffix}'; use one of {', '.join(MESH_SUFFIXES)}")
+    with atomic_path(path) as tmp_path:
+        mesh.export(tmp_path, file_type=suffix[1:])
+    return path
