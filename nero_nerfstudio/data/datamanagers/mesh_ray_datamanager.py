@@ -58,6 +58,7 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
     config: MeshRayDataManagerConfig
     hit_pool: Optional[MeshHitPool] = None
     """The hitting pixels, once traced."""
+    _batches: Optional[ShuffledBatches] = None
 
     def create_train_dataset(self) -> NeroDataset:
         transform = self.train_dataparser_outputs.dataparser_transform
@@ -70,7 +71,7 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         read once then, not cached by a dataloader)."""
         self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
         self.hit_pool = None
-        self._batches: Optional[ShuffledBatches] = None
+        self._batches = None
         if self.config.mesh_path is not None:
             vertices, faces = load_mesh_in_normalised_frame(
                 self.config.mesh_path,

@@ -1,0 +1,444 @@
+"""NeRO Stage II (``nero-material``): materials and lights of a fixed mesh, Monte-Carlo shaded (spec 4).
+
+The Stage I mesh (dataset frame, moved into the normalised frame with the parser's transform) is fixed. Each pixel
+whose ray hits it is shaded with NeRO's Monte-Carlo estimator: ``N_d`` diffuse and ``N_s`` specular light
+directions per point, each traced against the mesh to pick the outer (environment / photographer) light on a miss
+or the inner (object) light on a hit. All networks start fresh; nothing of Stage I but the mesh is used.
+
+Training rays come with their primary hit from :class:`~nero_nerfstudio.data.datamanagers.mesh_ray_datamanager.
+MeshRayDataManager`; any other ray (evaluation, viewer) is cast against the mesh here, and misses render black.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
+from torch import Tensor
+from torch.nn import Parameter
+
+from nero_nerfstudio.data.camera_conventions import opengl_c2w_to_opencv_w2c
+from nero_nerfstudio.data.datamanagers.mesh_hits import (
+    DATAPARSER_SCALE_KEY,
+    DATAPARSER_TRANSFORM_KEY,
+    HIT_DEPTH_KEY,
+    HIT_NORMALS_KEY,
+    HIT_POINTS_KEY,
+    load_mesh_in_normalised_frame,
+)
+from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
+from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
+from nero_nerfstudio.model_components.ggx import fibonacci_sample_set, tangent_frame
+from nero_nerfstudio.model_components.monte_carlo_shading import monte_carlo_shade, sample_shading_directions
+from nero_nerfstudio.models.nero_shape import charbonnier_rgb_loss
+from nero_nerfstudio.raycasting.factory import make_ray_caster
+from nero_nerfstudio.utils.color import linear_to_srgb
+
+PHOTOGRAPHER_POSE_KEY = "photographer_w2p"
+"""``RayBundle.metadata`` key of a per-ray photographer frame ``[num_rays, 12]`` (set for rendered cameras)."""
+
+
+def material_smoothness_loss(
+    materials: Dict[str, Tensor], perturbed: Dict[str, Tensor]
+) -> Float[Tensor, "num_points"]:
+    """Per point ``|m' - m| + |alpha' - alpha| + mean_c |a'_c - a_c|`` (unweighted ``reg_mat`` of spec 4.5)."""
+    return (
+        (perturbed["metallic"] - materials["metallic"]).abs()[:, 0]
+        + (perturbed["alpha"] - materials["alpha"]).abs()[:, 0]
+        + (perturbed["albedo"] - materials["albedo"]).abs().mean(dim=-1)
+    )
+
+
+def saturation_guard(metallic: Float[Tensor, "num_points 1"], alpha: Float[Tensor, "num_points 1"]) -> Tensor:
+    """Sum over points of ``relu(alpha - 0.98^2) + relu(0.02^2 - alpha) + relu(m - 0.98) + relu(0.02 - m)``."""
+    return (
+        torch.relu(alpha - 0.98**2) + torch.relu(0.02**2 - alpha) + torch.relu(metallic - 0.98) + torch.relu(0.02 - metallic)
+    ).sum()
+
+
+def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:
+    """Per point ``sum_c |L_c - mean(L)|`` of the clamped sRGB mean diffuse light (unweighted)."""
+    return (diffuse_light_display - diffuse_light_display.mean(dim=-1, keepdim=True)).abs().sum(dim=-1)
+
+
+def tangent_offsets(
+    normals: Float[Tensor, "num_points 3"], std: float, generator: Optional[torch.Generator] = None
+) -> Float[Tensor, "num_points 3"]:
+    """Random offsets in each point's tangent plane: angle ``U(0, 2 pi)``, signed length ``N(0, std^2)``."""
+    tangent, bitangent = tangent_frame(normals)
+    angle = 2.0 * math.pi * torch.rand(normals.shape[0], 1, device=normals.device, generator=generator)
+    length = std * torch.randn(normals.shape[0], 1, device=normals.device, generator=generator)
+    return length * (torch.cos(angle) * tangent + torch.sin(angle) * bitangent)
+
+
+def resolve_outer_light(outer_light: str, dataset_format: Optional[str]) -> OuterLightType:
+    """``auto``: ``direction`` for synthetic scenes (and unknown formats), ``sphere_direction`` for real/custom."""
+    if outer_light != "auto":
+        return outer_light  # type: ignore[return-value]
+    return "sphere_direction" if dataset_format in ("real", "custom") else "direction"
+
+
+@dataclass
+class NeroMaterialModelConfig(ModelConfig):
+    """NeRO Stage II (defaults = the paper's settings, spec 1.4)."""
+
+    _target: Type = field(default_factory=lambda: NeroMaterialModel)
+    enable_collider: bool = False
+    """Rays are cast against the mesh; no near/far planes."""
+    eval_num_rays_per_chunk: int = 512
+    """Rays per chunk when rendering images (each ray shades ``num_diffuse + num_specular`` light samples)."""
+    mesh_path: Optional[Path] = None
+    """Stage I mesh in the dataset frame (``nero-export`` output). Required."""
+    ray_caster_backend: Literal["auto", "open3d", "cuda"] = "auto"
+    """Ray-casting backend (auto: the CUDA BVH when available, else open3d on the CPU)."""
+    outer_light: Literal["auto", "direction", "sphere_direction"] = "auto"
+    """Environment light: ``direction`` (distant), ``sphere_direction`` (position dependent); auto: by dataset."""
+    photographer_light: Optional[bool] = None
+    """Model light reflected off the photographer; None: the dataparser's default (on for real/custom)."""
+    num_diffuse_samples: int = 512
+    """Diffuse light samples per shading point."""
+    num_specular_samples: int = 256
+    """Specular light samples per shading point."""
+    material_field: MaterialFieldConfig = field(default_factory=MaterialFieldConfig)
+    """Material network."""
+    light_hidden_dim: int = 256
+    """Width of the light MLPs."""
+    light_exp_max: float = LIGHT_EXP_MAX
+    """Exponent cap of the outer and inner lights."""
+    rgb_loss_eps: float = 1e-3
+    """Charbonnier epsilon of the RGB loss."""
+    material_smoothness_mult: float = 0.005
+    """Weight of the material smoothness regulariser."""
+    material_smoothness_std: float = 0.05
+    """Standard deviation of the tangent-plane perturbation of the smoothness regulariser."""
+    saturation_reg_end: int = 2000
+    """The saturation guard on metallic and roughness acts before this step."""
+    neutral_light_mult: float = 0.1
+    """Weight of the neutral (grey) diffuse-light regulariser."""
+    miss_depth: float = 10.0
+    """Depth output of rays that miss the mesh (NeRO's tracer reports 10)."""
+
+    def __post_init__(self) -> None:
+        # Absolute, so that the saved config.yml still finds the mesh from another working directory.
+        if self.mesh_path is not None:
+            self.mesh_path = Path(self.mesh_path).expanduser().absolute()
+
+
+class NeroMaterialModel(Model):
+    """NeRO Stage II model.
+
+    Args:
+        config: the model configuration.
+        scene_box: the dataset's scene box.
+        num_train_data: number of training images.
+        metadata: the training dataset's metadata (``dataset_format``, ``photographer_w2p``, ``photographer_light``,
+            and ``dataparser_transform``/``dataparser_scale`` from the mesh-ray datamanager), via kwargs.
+    """
+
+    config: NeroMaterialModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        config = self.config
+        self.step = 0
+        metadata: Dict[str, Any] = self.kwargs.get("metadata") or {}
+
+        use_photographer = config.photographer_light
+        if use_photographer is None:
+            use_photographer = bool(metadata.get("photographer_light", False))
+        self.use_photographer_light = use_photographer
+        if use_photographer:
+            if "photographer_w2p" not in metadata:
+                raise ValueError(
+                    "nero-material: the photographer light is on but the dataparser gave no 'photographer_w2p' metadata"
+                )
+            poses = torch.as_tensor(metadata["photographer_w2p"], dtype=torch.float32).reshape(-1, 3, 4)
+        else:
+            poses = torch.zeros(0, 3, 4)
+        self.register_buffer("photographer_w2p", poses, persistent=False)
+
+        self.ray_caster = make_ray_caster(*self._mesh_in_normalised_frame(metadata), backend=config.ray_caster_backend)
+
+        self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get("dataset_format"))
+        self.material_field = config.material_field.setup()
+        self.lights = StageTwoLights(
+            self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
+        )
+        diffuse_u, diffuse_azimuth = fibonacci_sample_set(config.num_diffuse_samples)
+        specular_u, specular_azimuth = fibonacci_sample_set(config.num_specular_samples)
+        # Fixed sample sets, rebuilt on construction (not part of checkpoints).
+        self.register_buffer("diffuse_u", diffuse_u, persistent=False)
+        self.register_buffer("diffuse_azimuth", diffuse_azimuth, persistent=False)
+        self.register_buffer("specular_u", specular_u, persistent=False)
+        self.register_buffer("specular_azimuth", specular_azimuth, persistent=False)
+
+        from torchmetrics.functional import structural_similarity_index_measure
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+
+    def _mesh_in_normalised_frame(self, metadata: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+        """The configured mesh moved from the dataset frame into the normalised frame."""
+        if self.config.mesh_path is None:
+            raise ValueError("nero-material needs the Stage I mesh: pass --pipeline.model.mesh-path MESH.ply")
+        transform = metadata.get(DATAPARSER_TRANSFORM_KEY)
+        scale = metadata.get(DATAPARSER_SCALE_KEY, 1.0)
+        if transform is None:
+            if metadata.get("dataset_format", "synthetic") != "synthetic":
+                CONSOLE.print(
+                    "[yellow]nero-material: the datamanager gave no dataparser transform; the mesh is used as it is "
+                    "(use the nero-material datamanager so the mesh is moved into the normalised frame)"
+                )
+            transform = torch.eye(4)[:3]
+        return load_mesh_in_normalised_frame(self.config.mesh_path, transform, scale)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Training schedule and parameters
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_step(step: int) -> None:
+            self.step = step
+
+        return [TrainingCallback(where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], func=set_step)]
+
+    def update_to_step(self, step: int) -> None:
+        self.step = step
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        """One ``fields`` group: materials and lights (NeRO's single Adam group)."""
+        return {"fields": list(self.material_field.parameters()) + list(self.lights.parameters())}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Materials
+
+    def material_fn(self, points: Float[Tensor, "num_points 3"]) -> Dict[str, Tensor]:
+        """Materials at ``points`` of the normalised frame, for the exports.
+
+        Returns:
+            ``metallic`` ``[N, 1]``, ``roughness`` ``[N, 1]`` = ``sqrt(alpha)`` (perceptual), ``albedo`` ``[N, 3]``
+            linear RGB; all in [0, 1].
+        """
+        materials = self.material_field(points)
+        return {
+            "metallic": materials["metallic"],
+            "roughness": perceptual_roughness(materials["alpha"]),
+            "albedo": materials["albedo"],
+        }
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Rendering
+
+    def photographer_poses(self, ray_bundle: RayBundle) -> Optional[Float[Tensor, "num_rays 3 4"]]:
+        """Photographer frame of each ray's camera, or None when the photographer light is off.
+
+        Rays of :meth:`get_outputs_for_camera` carry their camera's own frame; otherwise the training camera index
+        selects it (indices outside the training set fall back to camera 0).
+        """
+        if not self.use_photographer_light:
+            return None
+        num_rays = ray_bundle.origins.shape[0]
+        if ray_bundle.metadata is not None and PHOTOGRAPHER_POSE_KEY in ray_bundle.metadata:
+            return ray_bundle.metadata[PHOTOGRAPHER_POSE_KEY].reshape(num_rays, 3, 4)
+        if ray_bundle.camera_indices is None:
+            indices = torch.zeros(num_rays, dtype=torch.long, device=self.device)
+        else:
+            indices = ray_bundle.camera_indices.reshape(num_rays).long()
+            known = (indices >= 0) & (indices < self.photographer_w2p.shape[0])
+            indices = torch.where(known, indices, torch.zeros_like(indices))
+        return self.photographer_w2p[indices]
+
+    def _primary_hits(self, ray_bundle: RayBundle) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``hit_mask [N]``, ``points [N, 3]``, ``normals [N, 3]``, ``depth [N, 1]`` (miss depth for misses):
+        from the ray metadata when the datamanager traced them, else cast here."""
+        metadata = ray_bundle.metadata or {}
+        if HIT_POINTS_KEY in metadata:
+            points = metadata[HIT_POINTS_KEY]
+            hit_mask = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+            return hit_mask, points, metadata[HIT_NORMALS_KEY], metadata[HIT_DEPTH_KEY]
+        with torch.no_grad():
+            hits = self.ray_caster.cast(ray_bundle.origins, ray_bundle.directions)
+        depth = torch.where(hits.hit_mask, hits.depth, torch.full_like(hits.depth, self.config.miss_depth))
+        return hits.hit_mask, hits.points, hits.face_normals, depth[:, None]
+
+    def shade(
+        self,
+        points: Float[Tensor, "num_points 3"],
+        normals: Float[Tensor, "num_points 3"],
+        view_dirs: Float[Tensor, "num_points 3"],
+        poses: Optional[Float[Tensor, "num_points 3 4"]],
+    ) -> Dict[str, Tensor]:
+        """Materials and Monte-Carlo shading of surface points (jittered sample azimuths in training only)."""
+        materials = self.material_field(points)
+        azimuth_offsets = None
+        if self.training:
+            azimuth_offsets = 2.0 * math.pi * torch.rand(points.shape[0], 2, device=points.device)
+        directions = sample_shading_directions(
+            normals,
+            view_dirs,
+            materials["alpha"],
+            (self.diffuse_u, self.diffuse_azimuth),
+            (self.specular_u, self.specular_azimuth),
+            azimuth_offsets,
+        )
+        radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
+        shading = monte_carlo_shade(
+            normals,
+            view_dirs,
+            materials["metallic"],
+            materials["alpha"],
+            materials["albedo"],
+            directions,
+            radiance,
+            self.config.num_diffuse_samples,
+        )
+        rgb = linear_to_srgb(shading.color)
+
+        def display(linear: Tensor) -> Tensor:
+            return linear_to_srgb(linear).clamp(0.0, 1.0)
+
+        return {
+            "rgb": rgb if self.training else rgb.clamp(0.0, 1.0),
+            "albedo": materials["albedo"],
+            "metallic": materials["metallic"],
+            "roughness": perceptual_roughness(materials["alpha"]),
+            "alpha": materials["alpha"],
+            "diffuse_color": display(shading.diffuse_color),
+            "specular_color": display(shading.specular_color),
+            "diffuse_light": display(shading.diffuse_light),
+            "specular_light": display(shading.specular_light),
+        }
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Any]:  # type: ignore[override]
+        """Per-ray outputs (misses: zeros, ``depth`` = ``miss_depth``): ``rgb`` (sRGB), ``albedo`` (linear),
+        ``metallic``, ``roughness`` (``sqrt(alpha)``), ``diffuse_color``, ``specular_color``, ``diffuse_light``,
+        ``specular_light`` (clamped sRGB), ``normal`` (outward, ``[-1, 1]``), ``normal_vis``, ``hit_mask``,
+        ``accumulation`` (= hit mask), ``depth``. In training also ``material_samples`` (points, normals and
+        materials of the hits, for the regularisers)."""
+        num_rays = ray_bundle.origins.shape[0]
+        hit_mask, points, normals, depth = self._primary_hits(ray_bundle)
+        hit_rows = hit_mask.nonzero(as_tuple=True)[0]
+        hit_points, hit_normals = points[hit_rows], normals[hit_rows]
+        view_dirs = -torch.nn.functional.normalize(ray_bundle.directions[hit_rows], dim=-1)
+        poses = self.photographer_poses(ray_bundle)
+        shaded = self.shade(hit_points, hit_normals, view_dirs, None if poses is None else poses[hit_rows])
+
+        def scatter(values: Tensor) -> Tensor:
+            full = values.new_zeros(num_rays, values.shape[-1])
+            return full.index_put((hit_rows,), values)
+
+        outputs: Dict[str, Any] = {name: scatter(value) for name, value in shaded.items() if name != "alpha"}
+        hit_float = hit_mask[:, None].to(points.dtype)
+        outputs["normal"] = normals
+        outputs["normal_vis"] = (normals + 1.0) / 2.0 * hit_float
+        outputs["hit_mask"] = hit_float
+        outputs["accumulation"] = hit_float
+        outputs["depth"] = depth
+        if self.training:
+            outputs["material_samples"] = {
+                "points": hit_points,
+                "normals": hit_normals,
+                "metallic": shaded["metallic"],
+                "alpha": shaded["alpha"],
+                "albedo": shaded["albedo"],
+                "diffuse_light": shaded["diffuse_light"],
+            }
+        return outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+        """Renders one camera; its own photographer frame is attached to its rays."""
+        ray_bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
+        if self.use_photographer_light:
+            c2w = camera.camera_to_worlds.reshape(-1, 3, 4)[0].detach().cpu().numpy().astype(np.float64)
+            pose = photographer_w2p(opengl_c2w_to_opencv_w2c(c2w)[None])[0]
+            pose_tensor = torch.as_tensor(pose, dtype=torch.float32, device=ray_bundle.origins.device).reshape(12)
+            height, width = ray_bundle.origins.shape[:2]
+            ray_bundle.metadata[PHOTOGRAPHER_POSE_KEY] = pose_tensor.expand(height, width, 12)
+        return self.get_outputs_for_camera_ray_bundle(ray_bundle)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Losses and metrics
+
+    def get_metrics_dict(self, outputs: Dict[str, Any], batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        image = batch["image"][..., :3].to(self.device)
+        hit = outputs["hit_mask"][:, 0] > 0.5
+        if not bool(hit.any()):
+            return {}
+        return {"psnr": self.psnr(outputs["rgb"][hit].clamp(0.0, 1.0), image[hit])}
+
+    def get_loss_dict(
+        self, outputs: Dict[str, Any], batch: Dict[str, Tensor], metrics_dict: Optional[Dict[str, Tensor]] = None
+    ) -> Dict[str, Tensor]:
+        """``rgb_loss`` (Charbonnier on hit pixels); in training also ``material_smoothness_loss``,
+        ``neutral_light_loss`` and, before ``saturation_reg_end``, ``saturation_loss`` (spec 4.5)."""
+        config = self.config
+        image = batch["image"][..., :3].to(self.device)
+        hit = outputs["hit_mask"][:, 0] > 0.5
+        rgb = outputs["rgb"]
+        losses = {
+            "rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps) if bool(hit.any()) else rgb.sum() * 0.0
+        }
+        if not self.training:
+            return losses
+        samples = outputs["material_samples"]
+        offsets = tangent_offsets(samples["normals"], config.material_smoothness_std)
+        perturbed = self.material_field(samples["points"] + offsets)
+        losses["material_smoothness_loss"] = config.material_smoothness_mult * material_smoothness_loss(
+            samples, perturbed
+        ).mean()
+        losses["neutral_light_loss"] = config.neutral_light_mult * neutral_light_loss(samples["diffuse_light"]).mean()
+        if self.step < config.saturation_reg_end:
+            losses["saturation_loss"] = saturation_guard(samples["metallic"], samples["alpha"])
+        return losses
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Evaluation images
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        """PSNR/SSIM NeRO-style (pixels that miss the mesh black in both images) and ``psnr_hit`` over hit pixels
+        only; panels ``img`` (gt | pred), ``materials`` (albedo | metallic | roughness), ``shading`` (specular light |
+        specular colour | diffuse light | diffuse colour), ``normal``, ``depth``. No LPIPS (its weights cannot be
+        assumed downloadable)."""
+        hit_mask = outputs["hit_mask"]
+        image = batch["image"][..., :3].to(self.device) * hit_mask
+        rgb = outputs["rgb"].clamp(0.0, 1.0)
+
+        def gray(name: str) -> Tensor:
+            return outputs[name].expand(*outputs[name].shape[:-1], 3)
+
+        images = {
+            "img": torch.cat([image, rgb], dim=1),
+            "materials": torch.cat([outputs["albedo"], gray("metallic"), gray("roughness")], dim=1),
+            "shading": torch.cat(
+                [outputs["specular_light"], outputs["specular_color"], outputs["diffuse_light"], outputs["diffuse_color"]],
+                dim=1,
+            ),
+            "normal": outputs["normal_vis"],
+            "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=hit_mask),
+        }
+        image_nchw = torch.moveaxis(image, -1, 0)[None]
+        rgb_nchw = torch.moveaxis(rgb, -1, 0)[None]
+        metrics = {
+            "psnr": float(self.psnr(rgb_nchw, image_nchw).item()),
+            "ssim": float(self.ssim(rgb_nchw, image_nchw)),  # type: ignore[arg-type]
+        }
+        hit = hit_mask[..., 0] > 0.5
+        if bool(hit.any()):
+            metrics["psnr_hit"] = float(self.psnr(rgb[hit], image[hit]).item())
+        return metrics, images

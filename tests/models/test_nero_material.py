@@ -1,0 +1,273 @@
+"""nero-material model on a sphere mesh: outputs, shading paths, losses, materials, configuration."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import SceneBox
+
+from nero_nerfstudio.data.datamanagers.mesh_hits import HIT_DEPTH_KEY, HIT_NORMALS_KEY, HIT_POINTS_KEY
+from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.fields.material_field import MaterialFieldConfig
+from nero_nerfstudio.models.nero_material import (
+    NeroMaterialModel,
+    NeroMaterialModelConfig,
+    neutral_light_loss,
+    resolve_outer_light,
+    saturation_guard,
+    tangent_offsets,
+)
+
+SPHERE_RADIUS = 0.5
+PER_RAY_CHANNELS = {
+    "rgb": 3,
+    "albedo": 3,
+    "metallic": 1,
+    "roughness": 1,
+    "diffuse_color": 3,
+    "specular_color": 3,
+    "diffuse_light": 3,
+    "specular_light": 3,
+    "normal": 3,
+    "hit_mask": 1,
+    "depth": 1,
+    "accumulation": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def sphere_mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sphere") / "sphere.ply"
+    trimesh.creation.icosphere(subdivisions=3, radius=SPHERE_RADIUS).export(path)
+    return path
+
+
+def make_model(mesh_path, metadata=None, **overrides) -> NeroMaterialModel:
+    config = NeroMaterialModelConfig(
+        mesh_path=mesh_path,
+        material_field=MaterialFieldConfig(hidden_dim=16),
+        light_hidden_dim=16,
+        num_diffuse_samples=8,
+        num_specular_samples=4,
+        **overrides,
+    )
+    return config.setup(
+        scene_box=SceneBox(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+        num_train_data=2,
+        metadata={"dataset_format": "synthetic"} if metadata is None else metadata,
+    )
+
+
+def rays_towards_the_sphere() -> RayBundle:
+    """Three rays from z = 3: two hit the sphere, the last misses it."""
+    origins = torch.tensor([[0.0, 0.0, 3.0], [0.1, 0.05, 3.0], [2.0, 0.0, 3.0]])
+    directions = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]))
+    return RayBundle(
+        origins=origins,
+        directions=directions,
+        pixel_area=torch.ones(3, 1),
+        camera_indices=torch.zeros(3, 1, dtype=torch.long),
+    )
+
+
+@pytest.fixture()
+def model(sphere_mesh: Path) -> NeroMaterialModel:
+    torch.manual_seed(0)
+    return make_model(sphere_mesh)
+
+
+def test_rays_are_cast_and_misses_render_black(model: NeroMaterialModel):
+    model.eval()
+    with torch.no_grad():
+        outputs = model(rays_towards_the_sphere())
+    for name, channels in PER_RAY_CHANNELS.items():
+        assert outputs[name].shape == (3, channels), name
+    assert outputs["hit_mask"][:, 0].tolist() == [1.0, 1.0, 0.0]
+    assert torch.equal(outputs["accumulation"], outputs["hit_mask"])
+    # The icosphere's faces lie slightly inside the sphere.
+    assert 3.0 - SPHERE_RADIUS <= outputs["depth"][0, 0] < 3.0 - 0.97 * SPHERE_RADIUS
+    assert outputs["depth"][2, 0] == model.config.miss_depth
+    assert torch.all(outputs["rgb"][2] == 0) and torch.all(outputs["albedo"][2] == 0)
+    assert (outputs["rgb"][:2] > 0).all() and (outputs["rgb"] <= 1).all()
+    assert outputs["normal"][0, 2] > 0.95  # outward, towards the camera
+    assert "material_samples" not in outputs
+
+
+def test_evaluation_is_deterministic_and_training_jitters_the_samples(model: NeroMaterialModel):
+    bundle = rays_towards_the_sphere()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(bundle)["rgb"], model(bundle)["rgb"])
+    model.train()
+    torch.manual_seed(1)
+    first = model(bundle)["rgb"]
+    second = model(bundle)["rgb"]
+    assert not torch.allclose(first[:2], second[:2])
+
+
+def test_training_rays_use_the_hits_from_the_metadata(model: NeroMaterialModel):
+    bundle = rays_towards_the_sphere()[:2]
+    # A hit the mesh would not give: the model must shade it, not re-cast.
+    bundle.metadata = {
+        HIT_POINTS_KEY: torch.tensor([[0.0, 0.0, 0.45], [0.0, 0.45, 0.0]]),
+        HIT_NORMALS_KEY: torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+        HIT_DEPTH_KEY: torch.tensor([[2.55], [7.0]]),
+    }
+    model.train()
+    outputs = model(bundle)
+    assert torch.equal(outputs["depth"], bundle.metadata[HIT_DEPTH_KEY])
+    assert torch.equal(outputs["normal"], bundle.metadata[HIT_NORMALS_KEY])
+    assert torch.equal(outputs["material_samples"]["points"], bundle.metadata[HIT_POINTS_KEY])
+
+
+def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel):
+    model.train()
+    model.update_to_step(0)
+    bundle = rays_towards_the_sphere()
+    outputs = model(bundle)
+    losses = model.get_loss_dict(outputs, {"image": torch.rand(3, 3)})
+    assert set(losses) == {"rgb_loss", "material_smoothness_loss", "neutral_light_loss", "saturation_loss"}
+    assert all(torch.isfinite(value) for value in losses.values())
+    sum(losses.values()).backward()
+    groups = model.get_param_groups()
+    assert list(groups) == ["fields"]
+    trainable = {id(p) for name, p in model.named_parameters() if name != "device_indicator_param"}
+    assert {id(p) for p in groups["fields"]} == trainable
+    assert model.material_field.albedo_head.layers[0].parametrizations.weight.original1.grad is not None
+    assert model.lights.outer_light.mlp.layers[-1].bias.grad.abs().sum() > 0
+
+    model.update_to_step(model.config.saturation_reg_end)
+    assert "saturation_loss" not in model.get_loss_dict(model(bundle), {"image": torch.rand(3, 3)})
+    model.eval()
+    with torch.no_grad():
+        assert set(model.get_loss_dict(model(bundle), {"image": torch.rand(3, 3)})) == {"rgb_loss"}
+
+
+def test_material_fn_ranges_and_roughness_is_sqrt_alpha(model: NeroMaterialModel):
+    points = torch.rand(50, 3) - 0.5
+    materials = model.material_fn(points)
+    assert materials["metallic"].shape == (50, 1) and materials["albedo"].shape == (50, 3)
+    alpha = model.material_field(points)["alpha"]
+    assert torch.allclose(materials["roughness"], alpha.sqrt())
+    for value in materials.values():
+        assert value.min() >= 0.0 and value.max() <= 1.0
+
+
+def test_camera_render_and_evaluation_images(model: NeroMaterialModel):
+    c2w = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 3.0]])
+    camera = Cameras(camera_to_worlds=c2w[None], fx=12.0, fy=12.0, cx=5.0, cy=4.0, width=10, height=8)
+    model.eval()
+    outputs = model.get_outputs_for_camera(camera)
+    for name, channels in PER_RAY_CHANNELS.items():
+        assert outputs[name].shape == (8, 10, channels), name
+    hit = outputs["hit_mask"][..., 0]
+    assert 0 < hit.sum() < 80  # the sphere covers the middle only
+    image = torch.rand(8, 10, 3)
+    metrics, images = model.get_image_metrics_and_images(outputs, {"image": image})
+    assert set(metrics) == {"psnr", "ssim", "psnr_hit"} and all(math.isfinite(v) for v in metrics.values())
+    assert images["img"].shape == (8, 20, 3)
+    assert images["materials"].shape == (8, 30, 3) and images["shading"].shape == (8, 40, 3)
+
+
+def test_photographer_light_and_sphere_direction_for_real_data(sphere_mesh: Path):
+    torch.manual_seed(0)
+    w2p = torch.eye(4)[:3].clone()
+    w2p[2, 3] = -3.0
+    metadata = {"dataset_format": "real", "photographer_light": True, "photographer_w2p": w2p[None].repeat(2, 1, 1)}
+    model = make_model(sphere_mesh, metadata)
+    assert model.outer_light_type == "sphere_direction" and model.use_photographer_light
+    assert model.lights.photographer_light is not None
+    model.eval()
+    with torch.no_grad():
+        outputs = model(rays_towards_the_sphere())
+    assert torch.isfinite(outputs["rgb"]).all()
+    c2w = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 3.0]])
+    camera = Cameras(camera_to_worlds=c2w[None], fx=12.0, fy=12.0, cx=3.0, cy=3.0, width=6, height=6)
+    assert model.get_outputs_for_camera(camera)["rgb"].shape == (6, 6, 3)
+
+    forced_off = make_model(sphere_mesh, metadata, photographer_light=False, outer_light="direction")
+    assert forced_off.lights.photographer_light is None and forced_off.outer_light_type == "direction"
+
+
+def test_outer_light_auto_follows_the_dataset_format():
+    assert resolve_outer_light("auto", "synthetic") == "direction"
+    assert resolve_outer_light("auto", "real") == "sphere_direction"
+    assert resolve_outer_light("auto", "custom") == "sphere_direction"
+    assert resolve_outer_light("direction", "real") == "direction"
+
+
+def test_mesh_is_moved_into_the_normalised_frame(sphere_mesh: Path):
+    transform = torch.eye(4)[:3].clone()
+    transform[:, 3] = torch.tensor([0.2, 0.0, 0.0])
+    model = make_model(
+        sphere_mesh, {"dataset_format": "real", "dataparser_transform": transform, "dataparser_scale": 2.0}
+    )
+    original = trimesh.load(sphere_mesh, process=False).vertices
+    assert np.allclose(model.ray_caster.vertices, 2.0 * (original + [0.2, 0.0, 0.0]), atol=1e-5)
+
+
+def test_missing_mesh_errors_name_the_problem(sphere_mesh: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="mesh-path"):
+        make_model(None)
+    with pytest.raises(NeroDataError, match="absent.ply"):
+        make_model(tmp_path / "absent.ply")
+    # Relative paths are stored absolute so a saved config still finds the mesh.
+    assert NeroMaterialModelConfig(mesh_path=Path("m.ply")).mesh_path.is_absolute()
+
+
+def test_regulariser_functions():
+    metallic = torch.tensor([[0.5], [0.99], [0.01]])
+    alpha = torch.tensor([[0.5], [0.99], [0.5]])
+    expected = (0.99 - 0.98) + (0.99 - 0.98**2) + (0.02 - 0.01)
+    assert torch.isclose(saturation_guard(metallic, alpha), torch.tensor(expected))
+    grey_and_red = torch.tensor([[0.4, 0.4, 0.4], [0.9, 0.0, 0.0]])
+    assert torch.allclose(neutral_light_loss(grey_and_red), torch.tensor([0.0, 0.6 + 0.3 + 0.3]))
+
+    torch.manual_seed(0)
+    normals = torch.nn.functional.normalize(torch.randn(4000, 3), dim=-1)
+    offsets = tangent_offsets(normals, 0.05)
+    assert torch.allclose((offsets * normals).sum(-1), torch.zeros(4000), atol=1e-6)
+    assert abs(offsets.norm(dim=-1).pow(2).mean().sqrt().item() - 0.05) < 0.005
+
+
+def test_method_specifications():
+    from nero_nerfstudio.configs.material_configs import nero_material, nero_material_small
+    from nero_nerfstudio.data.datamanagers.mesh_ray_datamanager import MeshRayDataManagerConfig
+    from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
+
+    paper, small = nero_material.config, nero_material_small.config
+    assert (paper.method_name, small.method_name) == ("nero-material", "nero-material-small")
+    for config in (paper, small):
+        assert config.mixed_precision is False
+        assert list(config.optimizers) == ["fields"]
+        assert isinstance(config.pipeline.datamanager, MeshRayDataManagerConfig)
+        assert isinstance(config.pipeline.datamanager.dataparser, NeroSyntheticDataParserConfig)
+        scheduler = config.optimizers["fields"]["scheduler"]
+        assert scheduler.max_steps == config.max_num_iterations and scheduler.min_factor == 0.05
+    model = paper.pipeline.model
+    assert (paper.max_num_iterations, paper.pipeline.datamanager.train_num_rays_per_batch) == (100_000, 512)
+    assert (model.num_diffuse_samples, model.num_specular_samples) == (512, 256)
+    assert model.material_field.hidden_dim == 256 and model.light_hidden_dim == 256
+    assert paper.optimizers["fields"]["optimizer"].lr == 5e-4
+    assert paper.optimizers["fields"]["scheduler"].warm_up_end == 1000 and model.saturation_reg_end == 2000
+    small_model = small.pipeline.model
+    assert (small_model.num_diffuse_samples, small_model.num_specular_samples) == (32, 16)
+    assert small_model.material_field.hidden_dim == 64 and small.pipeline.datamanager.train_num_rays_per_batch == 256
+    # The schedule is the paper's, compressed to the run length.
+    assert small_model.saturation_reg_end == round(2000 * small.max_num_iterations / 100_000)
+
+
+def test_rays_that_all_miss_render_black(model: NeroMaterialModel):
+    bundle = rays_towards_the_sphere()[2:]
+    model.eval()
+    with torch.no_grad():
+        outputs = model(bundle)
+    assert outputs["rgb"].shape == (1, 3) and torch.all(outputs["rgb"] == 0)
+    assert outputs["hit_mask"].sum() == 0 and outputs["depth"][0, 0] == model.config.miss_depth
