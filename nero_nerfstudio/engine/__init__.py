@@ -1,0 +1,1 @@
+"""Training-loop pieces of the plugin (learning-rate schedules)."""

@@ -1,0 +1,103 @@
+"""The nero-shape method specifications: registration with ns-train and the paper / small / fast settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.plugins.registry import discover_methods
+
+from nero_nerfstudio.configs.method_configs import (
+    nero_shape,
+    nero_shape_fast,
+    nero_shape_small,
+    scaled_step,
+    small_trainer_config,
+)
+from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
+from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
+from nero_nerfstudio.engine.schedulers import WarmUpCosineSchedulerConfig
+
+SPECS = {"nero-shape": nero_shape, "nero-shape-small": nero_shape_small, "nero-shape-fast": nero_shape_fast}
+
+
+def test_methods_are_discovered_under_their_names():
+    methods, _ = discover_methods()
+    for name in SPECS:
+        assert name in methods
+
+
+def test_ns_train_help_lists_the_methods():
+    ns_train = Path(sys.executable).parent / "ns-train"
+    result = subprocess.run(
+        [str(ns_train), "--help"], capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in SPECS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_common_settings(name: str):
+    config = SPECS[name].config
+    assert config.method_name == name
+    assert config.mixed_precision is False
+    datamanager = config.pipeline.datamanager
+    assert datamanager._target is VanillaDataManager[NeroDataset]
+    assert isinstance(datamanager.dataparser, NeroSyntheticDataParserConfig)
+    assert datamanager.train_num_rays_per_batch == 512
+    for group in config.optimizers.values():
+        assert group["optimizer"].lr > 0
+        scheduler = group["scheduler"]
+        assert isinstance(scheduler, WarmUpCosineSchedulerConfig)
+        assert scheduler.max_steps == config.max_num_iterations
+
+
+def test_paper_configuration():
+    config = nero_shape.config
+    model = config.pipeline.model
+    assert config.max_num_iterations == 300_000
+    assert (model.num_coarse_samples, model.num_upsample_rounds, model.num_upsample_per_round) == (64, 4, 16)
+    assert model.num_background_samples == 32 and model.clip_sample_variance
+    assert (model.sdf_field.num_layers, model.sdf_field.hidden_dim, model.sdf_field.skip_layers) == (8, 256, (4,))
+    assert model.sdf_field.encoding == "frequency" and model.shading.hidden_dim == 256
+    assert (model.anneal_end, model.freeze_inv_s_step, model.occlusion_loss_start) == (50_000, 15_000, 20_000)
+    assert (model.init_sdf_reg_end, model.occlusion_max_points, model.eikonal_loss_mult) == (1000, 2048, 0.1)
+    assert set(config.optimizers) == {"fields", "field_background"}
+    for group in config.optimizers.values():
+        assert group["optimizer"].lr == 5e-4 and group["optimizer"].weight_decay == 0
+        assert (group["scheduler"].warm_up_end, group["scheduler"].min_factor) == (5000, 0.05)
+
+
+def test_small_schedule_scales_with_the_run_length():
+    config = small_trainer_config(3000)
+    model = config.pipeline.model
+    assert config.max_num_iterations == 3000
+    assert (model.anneal_end, model.freeze_inv_s_step, model.occlusion_loss_start, model.init_sdf_reg_end) == (
+        500,
+        150,
+        200,
+        10,
+    )
+    assert config.optimizers["fields"]["scheduler"].warm_up_end == 50
+    assert config.optimizers["fields"]["optimizer"].lr == 2e-3  # a 100x shorter schedule needs a larger rate
+    assert scaled_step(5000, 6) == 1  # never 0: the warm-up and init regulariser need at least one step
+    assert model.sdf_field.hidden_dim == 64 and model.num_coarse_samples == 32
+    assert model.num_upsample_rounds * model.num_upsample_per_round == 32 and model.num_background_samples == 16
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_param_groups_match_the_optimizers(name: str):
+    config = SPECS[name].config
+    model = config.pipeline.model.setup(
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0] * 3, [1.0] * 3])),
+        num_train_data=2,
+        metadata={"photographer_light": False},
+    )
+    assert set(model.get_param_groups()) == set(config.optimizers)
