@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from nerfstudio.configs.base_config import LoggingConfig, ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.data.datamanagers.mesh_ray_datamanager import MeshRayDataManagerConfig
 from nero_nerfstudio.engine.schedulers import WarmUpCosineSchedulerConfig
+from nero_nerfstudio.engine.trainer import NeroTrainerConfig
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
 from nero_nerfstudio.models.nero_material import NeroMaterialModelConfig
 
@@ -54,10 +54,10 @@ def material_trainer_config(
     steps_per_eval: int,
     steps_per_save: int,
     learning_rate: float = PAPER_LEARNING_RATE,
-) -> TrainerConfig:
+) -> NeroTrainerConfig:
     """A Stage II trainer; the saturation guard's end is rescaled to ``max_steps`` like the warm-up."""
     model.saturation_reg_end = scaled_step(PAPER_SATURATION_REG_END, max_steps)
-    return TrainerConfig(
+    return NeroTrainerConfig(
         method_name=method_name,
         max_num_iterations=max_steps,
         steps_per_save=steps_per_save,
@@ -86,7 +86,7 @@ SMALL_LEARNING_RATE = 3e-3
 14.2 dB hit-pixel PSNR in 150 steps, where 5e-4 barely moves it (10.7 dB)."""
 
 
-def small_trainer_config(max_steps: int = SMALL_STEPS) -> TrainerConfig:
+def small_trainer_config(max_steps: int = SMALL_STEPS) -> NeroTrainerConfig:
     """``nero-material-small``: 64-wide networks, 32 + 16 light samples, 256 rays per step, ``max_steps`` steps,
     base learning rate 3e-3."""
     model = NeroMaterialModelConfig(

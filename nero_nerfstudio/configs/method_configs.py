@@ -15,13 +15,13 @@ from dataclasses import replace
 from nerfstudio.configs.base_config import LoggingConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
 from nero_nerfstudio.engine.schedulers import WarmUpCosineSchedulerConfig
+from nero_nerfstudio.engine.trainer import NeroTrainerConfig
 from nero_nerfstudio.fields.background_field import NerfPlusPlusFieldConfig
 from nero_nerfstudio.fields.sdf_field import NeroSDFFieldConfig
 from nero_nerfstudio.fields.split_sum_shading import SplitSumShadingConfig
@@ -80,8 +80,8 @@ def nero_datamanager(num_rays: int) -> VanillaDataManagerConfig:
     )
 
 
-def _paper_trainer() -> TrainerConfig:
-    return TrainerConfig(
+def _paper_trainer() -> NeroTrainerConfig:
+    return NeroTrainerConfig(
         method_name="nero-shape",
         max_num_iterations=PAPER_STEPS,
         steps_per_save=1000,
@@ -103,7 +103,7 @@ SMALL_LEARNING_RATE = 2e-3
 on a 64-view 128 px bunny, 1000 steps of 512 rays at 2e-3 reach 0.019)."""
 
 
-def small_trainer_config(max_steps: int = SMALL_STEPS) -> TrainerConfig:
+def small_trainer_config(max_steps: int = SMALL_STEPS) -> NeroTrainerConfig:
     """``nero-shape-small`` with its whole schedule (warm-up, anneal, freeze, occlusion start) fitted to
     ``max_steps`` (``--max-num-iterations`` alone does not rescale the schedule)."""
     model = NeroShapeModelConfig(
@@ -119,7 +119,7 @@ def small_trainer_config(max_steps: int = SMALL_STEPS) -> TrainerConfig:
         occlusion_num_resample=8,
         eval_num_rays_per_chunk=2048,
     )
-    return TrainerConfig(
+    return NeroTrainerConfig(
         method_name="nero-shape-small",
         max_num_iterations=max_steps,
         steps_per_save=500,
@@ -140,13 +140,13 @@ FAST_STEPS = 60_000
 FAST_HASH_GRID_LR = 1e-2
 
 
-def _fast_trainer() -> TrainerConfig:
+def _fast_trainer() -> NeroTrainerConfig:
     model = NeroShapeModelConfig(
         sdf_field=NeroSDFFieldConfig(encoding="hash", num_layers=2, hidden_dim=128, skip_layers=(), feature_dim=128),
         shading=SplitSumShadingConfig(hidden_dim=128),
         eval_num_rays_per_chunk=4096,
     )
-    return TrainerConfig(
+    return NeroTrainerConfig(
         method_name="nero-shape-fast",
         max_num_iterations=FAST_STEPS,
         steps_per_save=1000,

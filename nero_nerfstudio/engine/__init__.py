@@ -1,1 +1,1 @@
-"""Training-loop pieces of the plugin (learning-rate schedules)."""
+"""Training-loop pieces of the plugin: learning-rate schedules, the reliable trainer, checkpoint files."""
