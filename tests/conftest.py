@@ -63,12 +63,12 @@ def custom_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TRAINED_RUN_STEPS = 300
-TRAINED_RUN_RAYS = 128
+TRAINED_RUN_RAYS = 512
 
 
 @pytest.fixture(scope="session")
 def trained_shape_run(synthetic_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedShapeRun:
-    """``nero-shape-small`` (schedule fitted to 300 steps, 128 rays per step) trained once on ``synthetic_scene``.
+    """``nero-shape-small`` (schedule fitted to 300 steps, 512 rays per step) trained once on ``synthetic_scene``.
 
     A finished nerfstudio run directory (``config.yml``, ``dataparser_transforms.json``,
     ``nerfstudio_models/step-*.ckpt``) that tests of later stages (mesh export, evaluation) load, plus the loss of

@@ -4,6 +4,13 @@ Per ray (spec 3.6-3.8): NeRO's sampler places samples on the unit-sphere chord (
 beyond it (inverse depth). Samples whose shading point lies inside the unit sphere get the SDF field (one pass for
 SDF, feature and gradient), the NeuS cos-annealed alpha and the split-sum shader's colour; the others get the NeRF++
 background's alpha and colour. One transmittance runs over all samples.
+
+``shading_model="neus-color"`` swaps the split-sum shader for NeuS's view-dependent colour MLP (no materials, no
+occlusion loss), everything else unchanged: the baseline NeRO is measured against.
+
+Outputs follow nerfstudio's conventions so the viewer and ``ns-export`` work on the object alone: ``depth`` is the
+distance along the unit ray direction to the object surface, ``accumulation`` the object's opacity (the background
+does not count), ``normals`` the normal mapped to ``[0, 1]``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
+from nerfstudio.model_components.renderers import RGBRenderer
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -30,6 +37,7 @@ from torch.nn import Parameter
 from nero_nerfstudio.data.camera_conventions import opengl_c2w_to_opencv_w2c
 from nero_nerfstudio.data.photographer import photographer_w2p
 from nero_nerfstudio.fields.background_field import NerfPlusPlusFieldConfig, background_alpha
+from nero_nerfstudio.fields.neus_color_field import NeusColorConfig
 from nero_nerfstudio.fields.sdf_field import NeroSDFFieldConfig
 from nero_nerfstudio.fields.split_sum_shading import SplitSumShadingConfig
 from nero_nerfstudio.model_components.nero_sampler import NeroSampler
@@ -96,6 +104,23 @@ def composite_per_ray(
     return output.index_add(0, ray_indices, weights * values)
 
 
+def surface_depth(
+    distances: Float[Tensor, "num_samples 1"],
+    weights: Float[Tensor, "num_samples 1"],
+    ray_indices: Int[Tensor, "num_samples"],
+    num_rays: int,
+) -> Tuple[Float[Tensor, "num_rays 1"], Float[Tensor, "num_rays 1"]]:
+    """Expected ray distance of a packed subset of samples, normalised by their accumulated weight, and that weight.
+
+    ``depth = sum_i w_i t_i / sum_i w_i`` (0 where the weights sum to 0), so the background behind a
+    half-transparent object edge does not pull the depth away from the surface.
+    """
+    accumulation = composite_per_ray(torch.ones_like(distances), weights, ray_indices, num_rays)
+    weighted_distance = composite_per_ray(distances, weights, ray_indices, num_rays)
+    depth = torch.where(accumulation > 0, weighted_distance / accumulation.clamp_min(1e-10), 0.0)
+    return depth, accumulation
+
+
 @dataclass
 class NeroShapeModelConfig(ModelConfig):
     """NeRO Stage I; defaults are the paper's configuration (spec 1.3)."""
@@ -109,10 +134,15 @@ class NeroShapeModelConfig(ModelConfig):
     """SDF network and NeuS variance."""
     background_field: NerfPlusPlusFieldConfig = field(default_factory=NerfPlusPlusFieldConfig)
     """NeRF++ network outside the unit sphere."""
+    shading_model: Literal["split-sum", "neus-color"] = "split-sum"
+    """``split-sum``: NeRO's reflective shader; ``neus-color``: NeuS's view-dependent colour MLP (baseline)."""
     shading: SplitSumShadingConfig = field(default_factory=SplitSumShadingConfig)
     """Split-sum shader (its ``photographer_light`` flag is set from :attr:`photographer_light`)."""
+    neus_color: NeusColorConfig = field(default_factory=NeusColorConfig)
+    """Colour MLP of ``shading_model="neus-color"``."""
     photographer_light: Optional[bool] = None
-    """Model the photographer's reflection; None: the dataparser's default (off for synthetic, on for real/custom)."""
+    """Model the photographer's reflection; None: the dataparser's default (off for synthetic, on for real/custom).
+    Always off with ``shading_model="neus-color"``."""
     num_coarse_samples: int = 64
     """Uniform samples on the unit-sphere chord."""
     num_upsample_rounds: int = 4
@@ -136,7 +166,7 @@ class NeroShapeModelConfig(ModelConfig):
     init_sdf_reg_end: int = 1000
     """The init-SDF regulariser fades out (cosine) over this many steps (0: off)."""
     occlusion_loss_start: int = 20000
-    """First step of the occlusion loss (negative: off)."""
+    """First step of the occlusion loss (negative: off; always off with ``shading_model="neus-color"``)."""
     occlusion_loss_mult: float = 1.0
     """Weight of the occlusion loss."""
     occlusion_max_points: int = 2048
@@ -165,9 +195,13 @@ class NeroShapeModel(Model):
         self.step = 0
         metadata: Dict[str, Any] = self.kwargs.get("metadata") or {}
 
+        self.split_sum = config.shading_model == "split-sum"
+        if config.shading_model not in ("split-sum", "neus-color"):
+            raise ValueError(f"nero-shape: unknown shading_model {config.shading_model!r} (split-sum, neus-color)")
         use_photographer = config.photographer_light
         if use_photographer is None:
             use_photographer = bool(metadata.get("photographer_light", False))
+        use_photographer = use_photographer and self.split_sum
         self.use_photographer_light = use_photographer
         if use_photographer:
             if "photographer_w2p" not in metadata:
@@ -182,9 +216,12 @@ class NeroShapeModel(Model):
 
         self.field = config.sdf_field.setup()
         self.field_background = config.background_field.setup()
-        self.shader = replace(config.shading, photographer_light=use_photographer).setup(
-            feature_dim=config.sdf_field.feature_dim
-        )
+        if self.split_sum:
+            self.shader = replace(config.shading, photographer_light=use_photographer).setup(
+                feature_dim=config.sdf_field.feature_dim
+            )
+        else:
+            self.shader = config.neus_color.setup(feature_dim=config.sdf_field.feature_dim)
         self.sampler = NeroSampler(
             num_coarse=config.num_coarse_samples,
             num_upsample_rounds=config.num_upsample_rounds,
@@ -194,8 +231,6 @@ class NeroShapeModel(Model):
             clip_sample_variance=config.clip_sample_variance,
         )
         self.renderer_rgb = RGBRenderer(background_color="black")
-        self.renderer_accumulation = AccumulationRenderer()
-        self.renderer_depth = DepthRenderer(method="expected")
 
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio
@@ -266,10 +301,13 @@ class NeroShapeModel(Model):
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Any]:  # type: ignore[override]
         """Renders a flat bundle of unit-direction rays.
 
-        Returns ``rgb`` ``[num_rays, 3]``, ``accumulation`` and ``depth`` (z-depth when the bundle has
-        ``directions_norm``) ``[num_rays, 1]``. In training also the per-sample tensors the losses need
-        (``surface_samples``, ``init_sdf_samples``); in evaluation ``normal``, ``normal_vis`` and the shader's maps
-        of :data:`SHADER_DISPLAY`, all per ray with 1 or 3 channels.
+        Returns ``rgb`` ``[num_rays, 3]`` (object and background); ``accumulation`` ``[num_rays, 1]``, the summed
+        weight of the samples inside the unit sphere (object opacity); ``depth`` ``[num_rays, 1]``, their expected
+        distance along the unit ray direction normalised by that weight (0 where it is 0). In training also the
+        per-sample tensors the losses need (``surface_samples``, ``init_sdf_samples``); in evaluation ``normal``
+        (unit, world frame), ``normals`` (``(normal + 1) / 2`` in ``[0, 1]``, what ``ns-export pointcloud
+        --normal-method model_output`` reads) and, for the split-sum shader, its maps of :data:`SHADER_DISPLAY`; all
+        per ray with 1 or 3 channels.
         """
         num_rays = ray_bundle.origins.shape[0]
         inv_s = self.field.inv_s()
@@ -284,7 +322,7 @@ class NeroShapeModel(Model):
         inside = positions.norm(dim=-1) <= 1.0
         outside = ~inside
 
-        # Surface part: SDF, feature and gradient once per sample, NeuS alpha, split-sum colour.
+        # Surface part: SDF, feature and gradient once per sample, NeuS alpha, the shader's colour.
         inside_points = positions[inside]
         inside_directions = directions[inside]
         inside_ray_indices = ray_indices[inside]
@@ -294,14 +332,17 @@ class NeroShapeModel(Model):
             inv_s = inv_s.detach()
         direction_dot_gradient = (inside_directions * gradient).sum(dim=-1, keepdim=True)
         inside_alpha = render_alpha(sdf, direction_dot_gradient, deltas[inside], inv_s, self.cos_anneal_ratio())
-        poses = self.photographer_poses(ray_bundle)
-        shading = self.shader(
-            inside_points,
-            normals,
-            -inside_directions,
-            feature,
-            None if poses is None else poses[inside_ray_indices],
-        )
+        if self.split_sum:
+            poses = self.photographer_poses(ray_bundle)
+            shading = self.shader(
+                inside_points,
+                normals,
+                -inside_directions,
+                feature,
+                None if poses is None else poses[inside_ray_indices],
+            )
+        else:
+            shading = {"rgb": self.shader(inside_points, inside_directions, normals, feature)}
 
         # Background part.
         density_raw, background_rgb = self.field_background(positions[outside], -directions[outside])
@@ -315,16 +356,13 @@ class NeroShapeModel(Model):
         colors[outside] = background_rgb
         weights = ray_samples.get_weights_and_transmittance_from_alphas(alphas, weights_only=True)
 
-        directions_norm = None
-        if ray_bundle.metadata is not None:
-            directions_norm = ray_bundle.metadata.get("directions_norm")
-        depth = self.renderer_depth(weights=weights, ray_samples=ray_samples)
-        if directions_norm is not None:
-            # Ray distance to z-depth, as nerfstudio's surface models do.
-            depth = depth / directions_norm
+        inside_weights = weights[inside]
+        assert ray_samples.frustums.starts is not None and ray_samples.frustums.ends is not None
+        distances = (ray_samples.frustums.starts + ray_samples.frustums.ends) / 2.0
+        depth, accumulation = surface_depth(distances[inside], inside_weights, inside_ray_indices, num_rays)
         outputs: Dict[str, Any] = {
             "rgb": self.renderer_rgb(rgb=colors, weights=weights),
-            "accumulation": self.renderer_accumulation(weights=weights),
+            "accumulation": accumulation,
             "depth": depth,
         }
 
@@ -334,20 +372,18 @@ class NeroShapeModel(Model):
                 "directions": inside_directions,
                 "sdf": sdf,
                 "gradient": gradient,
-                "reflect_dir": shading["reflect_dir"],
-                "occlusion_prob_raw": shading["occlusion_prob_raw"],
             }
+            if self.split_sum:
+                outputs["surface_samples"]["reflect_dir"] = shading["reflect_dir"]
+                outputs["surface_samples"]["occlusion_prob_raw"] = shading["occlusion_prob_raw"]
             if self.step < self.config.init_sdf_reg_end:
                 outputs["init_sdf_samples"] = self._init_sdf_samples(positions, inside, inside_points, sdf)
         else:
             # Per-ray maps for the viewer and evaluation images (training needs none of them).
-            inside_weights = weights[inside]
-            surface_accumulation = composite_per_ray(torch.ones_like(sdf), inside_weights, inside_ray_indices, num_rays)
             normal = F.normalize(composite_per_ray(normals, inside_weights, inside_ray_indices, num_rays), dim=-1)
             outputs["normal"] = normal
-            # Shown as (n + 1) / 2 on rays that end on the surface, black elsewhere.
-            outputs["normal_vis"] = (normal + 1.0) / 2.0 * (surface_accumulation > 0.5)
-            for name, display in SHADER_DISPLAY.items():
+            outputs["normals"] = ((normal + 1.0) / 2.0).clamp(0.0, 1.0)
+            for name, display in SHADER_DISPLAY.items() if self.split_sum else ():
                 if name == "photographer_light" and not self.use_photographer_light:
                     continue
                 value = composite_per_ray(shading[name], inside_weights, inside_ray_indices, num_rays)
@@ -366,6 +402,14 @@ class NeroShapeModel(Model):
         ring_points = positions[ring]
         ring_sdf = self.field.get_sdf(ring_points)
         return torch.cat([inside_points, ring_points], dim=0), torch.cat([inside_sdf, ring_sdf], dim=0)
+
+    def get_rgba_image(self, outputs: Dict[str, Tensor], output_name: str = "rgb") -> Tensor:
+        """``rgb`` with the object's opacity as alpha: the background is transparent (``ns-export pointcloud``
+        keeps pixels with alpha > 0.5, so only object points)."""
+        accumulation_name = output_name.replace("rgb", "accumulation")
+        if accumulation_name not in outputs:
+            raise NotImplementedError(f"nero-shape has no {accumulation_name!r} output for {output_name!r}")
+        return torch.cat([outputs[output_name], outputs[accumulation_name]], dim=-1)
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
@@ -406,7 +450,7 @@ class NeroShapeModel(Model):
         if "init_sdf_samples" in outputs:
             fade = (math.cos(math.pi * self.step / self.config.init_sdf_reg_end) + 1.0) / 2.0
             losses["init_sdf_loss"] = fade * init_sdf_regularizer(*outputs["init_sdf_samples"])
-        if 0 <= self.config.occlusion_loss_start <= self.step:
+        if self.split_sum and 0 <= self.config.occlusion_loss_start <= self.step:
             losses["occlusion_loss"] = self.config.occlusion_loss_mult * self._occlusion_loss(surface)
         return losses
 
@@ -458,17 +502,19 @@ class NeroShapeModel(Model):
         def gray(name: str) -> Tensor:
             return outputs[name].expand(*outputs[name].shape[:-1], 3)
 
-        material_panels = [gray("metallic"), gray("roughness"), outputs["albedo"].clamp(0.0, 1.0)]
-        light_panels = [outputs["diffuse_color"], outputs["specular_color"], gray("occlusion_prob").clamp(0.0, 1.0)]
-        if "photographer_light" in outputs:
-            light_panels.append(outputs["photographer_light"])
         images = {
             "img": torch.cat([image, rgb], dim=1),
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
-            "normal": outputs["normal_vis"],
-            "materials": torch.cat(material_panels, dim=1),
-            "shading": torch.cat(light_panels, dim=1),
+            # Black where the ray does not end on the object.
+            "normal": outputs["normals"] * (outputs["accumulation"] > 0.5),
         }
+        if self.split_sum:
+            material_panels = [gray("metallic"), gray("roughness"), outputs["albedo"].clamp(0.0, 1.0)]
+            light_panels = [outputs["diffuse_color"], outputs["specular_color"], gray("occlusion_prob").clamp(0.0, 1.0)]
+            if "photographer_light" in outputs:
+                light_panels.append(outputs["photographer_light"])
+            images["materials"] = torch.cat(material_panels, dim=1)
+            images["shading"] = torch.cat(light_panels, dim=1)
 
         image_nchw = torch.moveaxis(image, -1, 0)[None]
         rgb_nchw = torch.moveaxis(rgb, -1, 0)[None]

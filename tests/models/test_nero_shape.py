@@ -19,6 +19,7 @@ from nero_nerfstudio.models.nero_shape import (
     charbonnier_rgb_loss,
     composite_per_ray,
     init_sdf_regularizer,
+    surface_depth,
 )
 
 NUM_TRAIN_IMAGES = 3
@@ -90,6 +91,14 @@ def test_charbonnier_and_composite_helpers():
     assert composited[:, 0].tolist() == [1.0, 0.0, 4.0]
 
 
+def test_surface_depth_is_normalised_by_the_surface_weight():
+    distances = torch.tensor([[2.0], [4.0], [3.0], [5.0]])
+    weights = torch.tensor([[0.2], [0.2], [0.0], [0.0]])
+    depth, accumulation = surface_depth(distances, weights, torch.tensor([0, 0, 1, 2]), num_rays=4)
+    assert depth[:, 0].tolist() == pytest.approx([3.0, 0.0, 0.0, 0.0])
+    assert accumulation[:, 0].tolist() == pytest.approx([0.4, 0.0, 0.0, 0.0])
+
+
 def test_init_sdf_regularizer_is_zero_for_a_sphere_and_fires_otherwise():
     points = torch.cat([torch.rand(50, 3) * 0.05, torch.nn.functional.normalize(torch.randn(50, 3), dim=-1) * 1.1])
     sphere = points.norm(dim=-1, keepdim=True) - 0.5
@@ -143,6 +152,52 @@ def test_rays_are_composited_in_front_of_the_background():
     assert torch.allclose(outputs["depth"][central, 0], hit_depth, atol=0.05)
     assert torch.allclose(outputs["normal"][central].norm(dim=-1), torch.tensor(1.0))
     assert torch.all(outputs["rgb"] >= 0) and torch.all(outputs["rgb"] <= 1)
+    # Accumulation is the object's opacity: ~1 through the middle of the initial sphere.
+    assert torch.all(outputs["accumulation"][central] > 0.9)
+
+
+def test_depth_is_ray_distance_and_background_is_transparent():
+    """nerfstudio's exporters read ``origin + direction * depth`` and keep pixels whose alpha exceeds 0.5."""
+    model = make_model()
+    model.eval()
+    bundle = ray_bundle()
+    bundle.metadata["directions_norm"] = torch.full((64, 1), 1.25)  # must not turn the depth into z-depth
+    away = RayBundle(  # rays that leave the unit sphere behind them see only background
+        origins=torch.tensor([[0.0, 0.0, 3.0]]).repeat(4, 1),
+        directions=torch.tensor([[0.0, 0.0, 1.0]]).repeat(4, 1),
+        pixel_area=torch.ones(4, 1),
+        camera_indices=torch.zeros(4, 1, dtype=torch.long),
+        metadata={"directions_norm": torch.ones(4, 1)},
+    )
+    with torch.no_grad():
+        outputs = model(bundle)
+        outputs_away = model(away)
+    points = bundle.origins + bundle.directions * outputs["depth"]
+    hit = outputs["accumulation"][:, 0] > 0.5
+    assert hit.sum() > 5
+    with torch.no_grad():
+        sdf_at_points = model.field.get_sdf(points[hit])
+    # Within the blur of the initial inv_s (a z-depth, 1.25 times shorter, would land ~0.5 inside the sphere).
+    assert sdf_at_points.abs().max().item() < 0.1
+    assert torch.all(outputs_away["accumulation"] == 0) and torch.all(outputs_away["depth"] == 0)
+    assert outputs_away["rgb"].abs().sum() > 0  # the background still has colour
+    rgba = model.get_rgba_image(outputs)
+    assert rgba.shape == (64, 4)
+    assert torch.equal(rgba[:, :3], outputs["rgb"]) and torch.equal(rgba[:, 3:], outputs["accumulation"])
+    assert torch.all(model.get_rgba_image(outputs_away)[:, 3] == 0)
+
+
+def test_normals_output_is_the_normal_mapped_to_unit_range():
+    model = make_model()
+    model.eval()
+    with torch.no_grad():
+        outputs = model(ray_bundle())
+    normals = outputs["normals"]
+    assert normals.shape == (64, 3) and normals.min() >= 0.0 and normals.max() <= 1.0
+    assert torch.allclose(normals * 2.0 - 1.0, outputs["normal"], atol=1e-6)
+    # Seen from +z, the front of the initial sphere faces the camera.
+    hit = outputs["accumulation"][:, 0] > 0.5
+    assert torch.all(outputs["normal"][hit, 2] > 0.2)
 
 
 def test_variance_is_frozen_before_the_freeze_step():
@@ -176,7 +231,7 @@ def test_eval_outputs_are_per_ray_with_one_or_three_channels():
     model.eval()
     with torch.no_grad():
         outputs = model(ray_bundle(camera_index=NUM_TRAIN_IMAGES + 5))  # a viewer camera: index out of range
-    for name in ("rgb", "depth", "normal", "normal_vis", "metallic", "roughness", "albedo", "diffuse_color",
+    for name in ("rgb", "depth", "normal", "normals", "metallic", "roughness", "albedo", "diffuse_color",
                  "specular_color", "specular_light", "occlusion_prob", "photographer_light"):
         assert name in outputs, name
     for name, value in outputs.items():
@@ -282,3 +337,42 @@ def test_training_callback_tracks_the_step_and_sets_the_anneal_ratio():
     model.update_to_step(400)
     model.train()
     assert model.step == 400 and model.cos_anneal_ratio() == 1.0
+
+
+def test_neus_color_baseline_renders_trains_and_has_no_materials():
+    model = make_model(light=True, shading_model="neus-color", occlusion_loss_start=0)
+    assert not model.use_photographer_light  # the baseline has no photographer light
+    assert not any(name.startswith("shader.occlusion") for name, _ in model.named_parameters())
+    model.eval()
+    with torch.no_grad():
+        outputs = model(ray_bundle())
+    assert {"rgb", "accumulation", "depth", "normal", "normals"} <= set(outputs)
+    assert not set(outputs) & {"metallic", "roughness", "albedo", "occlusion_prob", "specular_color"}
+    for name, value in outputs.items():
+        assert value.shape[0] == 64 and value.shape[1] in (1, 3), name
+    metrics, images = model.get_image_metrics_and_images(
+        model.get_outputs_for_camera(camera()), {"image": torch.rand(10, 12, 3)}
+    )
+    assert set(images) == {"img", "depth", "normal"} and "psnr" in metrics
+
+    model.train()
+    model.step = 30  # past occlusion_loss_start and init_sdf_reg_end: eikonal and colour only
+    batch = {"image": torch.full((64, 3), 0.3)}
+    groups = model.get_param_groups()
+    optimizer = torch.optim.Adam([p for group in groups.values() for p in group], lr=1e-2)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss_dict = model.get_loss_dict(model(ray_bundle()), batch)
+        assert set(loss_dict) == {"rgb_loss", "eikonal_loss"}
+        total = sum(loss_dict.values())
+        total.backward()
+        optimizer.step()
+        losses.append(total.item())
+    assert losses[-1] < losses[0]
+    assert any(parameter.grad is not None for parameter in model.shader.parameters())
+
+
+def test_unknown_shading_model_is_refused():
+    with pytest.raises(ValueError, match="shading_model"):
+        make_model(shading_model="phong")
