@@ -33,7 +33,8 @@ from nero_nerfstudio.eval.chamfer import (
     mesh_to_points_chamfer_distance,
     voxel_downsample,
 )
-from nero_nerfstudio.eval.mesh_loading import load_ground_truth_geometry, load_triangle_mesh
+from nero_nerfstudio.eval.mesh_loading import load_ground_truth_geometry
+from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.eval.scene_views import (
     SceneView,
     ViewSelection,

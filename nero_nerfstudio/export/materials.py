@@ -36,6 +36,7 @@ from nero_nerfstudio.export.uv_baking import BakedMaterials, bake_material_maps
 from nero_nerfstudio.export.xatlas_unwrap import UnwrapError
 from nero_nerfstudio.utils.color import linear_to_srgb
 from nero_nerfstudio.utils.io import atomic_path, atomic_write_bytes
+from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 
 CONSOLE = Console()
 
@@ -48,20 +49,6 @@ DEFAULT_TEXTURE_MAX_FACES = 100_000
 """xatlas took about a minute on a 100k-face mesh on a shared 2-core machine, and over 15 minutes on 220k faces."""
 NORMALIZED_FRAME_RADIUS = 1.01
 """Largest vertex radius accepted (the normalised frame puts the object inside the unit sphere; 1 % slack)."""
-
-
-def load_mesh_for_export(path: Path) -> trimesh.Trimesh:
-    """Load a triangle mesh keeping its vertex order (``process=False``: no merging, no reordering)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NeroDataError(path, "mesh file not found")
-    try:
-        mesh = trimesh.load(path, process=False, force="mesh")
-    except Exception as error:  # trimesh raises many types for unreadable files
-        raise NeroDataError(path, f"not a readable mesh ({error.__class__.__name__}: {error})") from error
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise NeroDataError(path, "the mesh has no triangles")
-    return mesh
 
 
 def decimate_mesh(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
@@ -118,7 +105,7 @@ def export_vertex_materials(
 
     Args:
         mesh: the Stage II mesh in the normalised frame (the frame ``material_fn`` expects), in the vertex order
-            it was loaded with (``load_mesh_for_export``).
+            it was loaded with (``load_triangle_mesh``).
         material_fn: see ``MaterialFn``.
         output_dir: created if needed; files are written atomically.
         batch_size: vertices per ``material_fn`` call.
@@ -354,7 +341,7 @@ class ExportMaterials:
         mesh_path = self.mesh_path if self.mesh_path is not None else Path(model.config.mesh_path)
         # Meshes are exchanged in the dataset frame (nero-export mesh's default); the materials live in the run's
         # normalised frame, where the export is written too (NeRO's relighting frame: object in the unit sphere).
-        mesh = transform_to_normalized_frame(load_mesh_for_export(mesh_path), transform, scale)
+        mesh = transform_to_normalized_frame(load_triangle_mesh(mesh_path), transform, scale)
         check_in_normalized_frame(mesh, mesh_path)
         try:
             paths = export_vertex_materials(mesh, material_fn, self.output_dir, self.batch_size, pipeline.device)

@@ -214,7 +214,7 @@ class EvalMaterials:
             mean_material,
             visible_vertices,
         )
-        from nero_nerfstudio.eval.mesh_loading import load_triangle_mesh
+        from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
         from nero_nerfstudio.eval.scene_views import load_scene_info, load_scene_views
         from nero_nerfstudio.raycasting.factory import make_ray_caster
         from nero_nerfstudio.relight.material_inputs import load_nero_materials

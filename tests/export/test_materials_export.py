@@ -15,12 +15,12 @@ import trimesh
 from PIL import Image
 
 from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.export.material_query import MaterialFnError, query_materials
 from nero_nerfstudio.export.materials import (
     ExportMaterials,
     export_texture_materials,
     export_vertex_materials,
-    load_mesh_for_export,
 )
 from nero_nerfstudio.export.xatlas_unwrap import UnwrapError
 from nero_nerfstudio.utils.color import linear_to_srgb, srgb_to_linear
@@ -93,7 +93,7 @@ def assert_no_temporary_files(folder: Path) -> None:
 
 def test_vertex_npys_are_srgb_encoded_float32_in_ply_vertex_order(sphere_path: Path, tmp_path: Path):
     output_dir = tmp_path / "materials"
-    paths = export_vertex_materials(load_mesh_for_export(sphere_path), analytic_materials, output_dir, batch_size=100)
+    paths = export_vertex_materials(load_triangle_mesh(sphere_path), analytic_materials, output_dir, batch_size=100)
     assert {path.name for path in output_dir.iterdir()} == {
         "metallic.npy", "roughness.npy", "albedo.npy", "mesh.ply", "materials.json"
     }
@@ -124,7 +124,7 @@ def test_bad_material_fn_output_gives_a_clear_error_and_writes_nothing(sphere_pa
         materials["roughness"] = materials["roughness"][:, 0]
         return materials
 
-    mesh = load_mesh_for_export(sphere_path)
+    mesh = load_triangle_mesh(sphere_path)
     with pytest.raises(MaterialFnError, match=r"'roughness' has shape \(642,\) for 642 points; expected \[642, 1\]"):
         export_vertex_materials(mesh, flat_roughness, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -140,9 +140,9 @@ def test_unreadable_mesh_is_a_one_line_data_error(tmp_path: Path):
     broken = tmp_path / "broken.ply"
     broken.write_text("ply\nthis is not a mesh\n")
     with pytest.raises(NeroDataError, match="broken.ply"):
-        load_mesh_for_export(broken)
+        load_triangle_mesh(broken)
     with pytest.raises(NeroDataError, match="mesh file not found"):
-        load_mesh_for_export(tmp_path / "missing.ply")
+        load_triangle_mesh(tmp_path / "missing.ply")
 
 
 def test_texture_export_writes_every_file_atomically(textured_dir: Path):

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from nero_nerfstudio.data.errors import NeroDataError
-from nero_nerfstudio.eval.mesh_loading import load_triangle_mesh
+from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
 HIT_POINTS_KEY = "hit_points"
