@@ -35,6 +35,9 @@ MESH_SUFFIXES = (".ply", ".obj", ".glb")
 DEFAULT_CHUNK_SIZE = 64**3
 OUTSIDE_SDF_VALUE = 1.0
 """What grid points outside the unit sphere (and on the grid border) are set to: clearly outside."""
+SURFACE_NUDGE_VOXELS = 0.01
+"""Grid values closer to 0 than this fraction of a voxel are pushed to it before marching cubes (see
+:func:`nudge_off_zero`); the surface moves by at most 1% of a voxel."""
 
 
 class NoSurfaceError(RuntimeError):
@@ -108,6 +111,23 @@ def evaluate_sdf_grid(
     return sdf_grid.reshape(resolution, resolution, resolution)
 
 
+def nudge_off_zero(
+    sdf_grid: Float[np.ndarray, "res_x res_y res_z"], epsilon: float
+) -> Float[np.ndarray, "res_x res_y res_z"]:
+    """A float32 copy of ``sdf_grid`` whose values in ``(-epsilon, epsilon)`` become ``-epsilon`` if negative and
+    ``+epsilon`` otherwise (0 counts as outside).
+
+    A grid value at or within float error of 0 puts the marching-cubes vertices of all its edges on (nearly) the
+    same point. Vertices a few float32 steps apart survive in memory, but collapse when a mesh file stores float32
+    coordinates (PLY) in another frame and the loader merges them: faces degenerate and edges become non-manifold.
+    Pushed away from 0, every vertex sits at least about ``epsilon`` from its grid point and its neighbours.
+    """
+    nudged = np.array(sdf_grid, dtype=np.float32, copy=True)
+    near_zero = np.abs(nudged) < epsilon
+    nudged[near_zero] = np.where(nudged[near_zero] < 0.0, -epsilon, epsilon)
+    return nudged
+
+
 def mesh_from_sdf_grid(
     sdf_grid: Float[np.ndarray, "res_x res_y res_z"],
     bounds: Bounds = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)),
@@ -123,9 +143,13 @@ def mesh_from_sdf_grid(
     bounds_min, bounds_max = np.asarray(bounds[0], dtype=np.float64), np.asarray(bounds[1], dtype=np.float64)
     voxel_size = (bounds_max - bounds_min) / (np.asarray(sdf_grid.shape, dtype=np.float64) - 1.0)
     # skimage winds faces towards increasing values with "descent" (its default); for an SDF that is positive
-    # outside, that is outward. Checked on a sphere in tests/export/test_mesh.py.
+    # outside, that is outward. Checked on a sphere in tests/export/test_mesh_export.py.
     vertices, faces, _, _ = marching_cubes(
-        sdf_grid, level=0.0, spacing=tuple(voxel_size), gradient_direction="descent", allow_degenerate=False
+        nudge_off_zero(sdf_grid, SURFACE_NUDGE_VOXELS * float(voxel_size.min())),
+        level=0.0,
+        spacing=tuple(voxel_size),
+        gradient_direction="descent",
+        allow_degenerate=False,
     )
     return trimesh.Trimesh(vertices=vertices + bounds_min, faces=faces, process=True)
 

@@ -77,6 +77,15 @@ def symmetric_chamfer(mesh_a: trimesh.Trimesh, mesh_b: trimesh.Trimesh, num_poin
     return float((a_to_b + b_to_a) / 2.0)
 
 
+def describe_open_edges(mesh: trimesh.Trimesh) -> str:
+    """Why ``mesh`` is not watertight: edges not shared by exactly two faces, and zero-area faces."""
+    _, faces_per_edge = np.unique(mesh.edges_sorted, axis=0, return_counts=True)
+    return (
+        f"{np.count_nonzero(faces_per_edge == 1)} boundary edges, {np.count_nonzero(faces_per_edge > 2)} edges in "
+        f"3+ faces, {np.count_nonzero(~mesh.nondegenerate_faces())} degenerate faces of {len(mesh.faces)}"
+    )
+
+
 @pytest.mark.slow
 def test_export_trained_run(trained_shape_run, tmp_path: Path):
     """Normalised export stays in the unit sphere; the dataset-frame export beats the initial sphere on Chamfer.
@@ -96,7 +105,7 @@ def test_export_trained_run(trained_shape_run, tmp_path: Path):
     )
     normalized = trimesh.load(normalized_path, force="mesh")
     assert len(normalized.faces) > 100
-    assert normalized.is_watertight
+    assert normalized.is_watertight, describe_open_edges(normalized)
     assert normalized.volume > 0.0
     assert np.linalg.norm(normalized.vertices, axis=-1).max() <= 1.0 + 2.0 / (EXPORT_RESOLUTION - 1)
 
@@ -108,7 +117,7 @@ def test_export_trained_run(trained_shape_run, tmp_path: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Saved {dataset_path}" in result.stdout and "(dataset frame" in result.stdout
     exported = trimesh.load(dataset_path, force="mesh")
-    assert exported.is_watertight
+    assert exported.is_watertight, describe_open_edges(exported)
 
     transforms = json.loads((trained_shape_run.run_dir / "dataparser_transforms.json").read_text())
     initial_sphere = transform_to_dataset_frame(

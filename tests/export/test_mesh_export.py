@@ -16,7 +16,9 @@ from nero_nerfstudio.export.mesh import (
     evaluate_sdf_grid,
     extract_mesh,
     load_dataparser_transform,
+    mesh_from_sdf_grid,
     normalized_to_dataset_matrix,
+    nudge_off_zero,
     save_mesh,
     transform_to_dataset_frame,
 )
@@ -187,6 +189,49 @@ def test_inverse_matches_nerfstudio_pose_transform():
     expected = outputs.transform_poses_to_original_space(poses)[:, :3, 3].numpy()
     ours = trimesh.transform_points(positions, normalized_to_dataset_matrix(transform, scale))
     np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+
+def test_nudge_off_zero_keeps_the_sign_and_moves_only_near_zero_values():
+    grid = np.array([-0.5, -1e-3, -1e-9, -0.0, 0.0, 1e-9, 1e-3, 0.5], dtype=np.float64).reshape(2, 2, 2)
+    nudged = nudge_off_zero(grid, epsilon=1e-4)
+    assert nudged.dtype == np.float32
+    np.testing.assert_array_equal(
+        nudged.ravel(), np.array([-0.5, -1e-3, -1e-4, 1e-4, 1e-4, 1e-4, 1e-3, 0.5], dtype=np.float32)
+    )
+    assert grid[1, 1, 0] == 1e-3 and grid[0, 1, 0] == -1e-9  # the input is left untouched
+
+
+def _sphere_grid_with_band(value: float, resolution: int = 48) -> np.ndarray:
+    """Sphere SDF of radius 0.5 whose grid points within 0.3 voxel of the surface all hold ``value``."""
+    axis = np.linspace(-1.0, 1.0, resolution)
+    grid = np.linalg.norm(np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1), axis=-1) - 0.5
+    grid[np.abs(grid) < 0.3 * 2.0 / (resolution - 1)] = value
+    return grid.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "grid_name",
+    ["box_face_on_a_grid_plane", "sphere_band_at_zero", "sphere_band_at_5e-8", "sphere_band_at_-5e-8"],
+)
+def test_grid_values_at_zero_stay_closed_in_a_dataset_frame_ply(tmp_path, grid_name: str):
+    """SDF values at (or within float error of) 0 on grid points: the dataset-frame PLY (float32 coordinates, merged
+    on load) must keep every vertex and face and stay closed. Before the grid was nudged off zero, the marching-cubes
+    vertices around such a point were a few float32 steps apart, merged on load, and left non-manifold edges."""
+    if grid_name == "box_face_on_a_grid_plane":
+        grid = evaluate_sdf_grid(box_sdf, resolution=RESOLUTION)  # z = 0.2 is grid plane 57 of 96
+        assert np.count_nonzero(np.abs(grid) < 1e-7) > 1000
+    else:
+        grid = _sphere_grid_with_band({"zero": 0.0, "5e-8": 5e-8, "-5e-8": -5e-8}[grid_name.rsplit("_", 1)[1]])
+    mesh = mesh_from_sdf_grid(grid)
+    assert_closed_and_outward(mesh)
+
+    rotation = _rotation([0.3, -0.5, 0.8], 37.0)
+    transform, scale = np.hstack([rotation, np.array([[0.3], [-1.2], [4.0]])]), 0.8
+    path = save_mesh(transform_to_dataset_frame(mesh, transform, scale), tmp_path / "mesh.ply")
+    loaded = trimesh.load(path, force="mesh")
+    assert (len(loaded.vertices), len(loaded.faces)) == (len(mesh.vertices), len(mesh.faces))
+    assert_closed_and_outward(loaded)
+    assert loaded.volume == pytest.approx(mesh.volume / scale**3, rel=1e-5)
 
 
 def test_load_dataparser_transform(tmp_path):
