@@ -3,7 +3,7 @@
 One command renders the scene (Blender), trains ``nero-shape-small`` twice with identical settings (seed, rays,
 steps, threads) except the shader, extracts each mesh by marching cubes and measures speed, memory and shape error.
 Each training run is a child process, so its peak RSS is its own. Results go to the console and to
-``benchmarks/RESULTS.md`` (or ``--results``)::
+``benchmarks/RESULTS_shape.md`` (or ``--results``)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_shape.py --steps 1000 --num-rays 512 --output-dir /tmp/bench_shape
     python benchmarks/bench_shape.py --full --output-dir /tmp/bench_shape_full   # paper preset, on a GPU
@@ -11,7 +11,6 @@ Each training run is a child process, so its peak RSS is its own. Results go to 
 
 from __future__ import annotations
 
-import copy
 import json
 import multiprocessing
 import os
@@ -43,7 +42,7 @@ class BenchShapeConfig:
 
     output_dir: Path = Path("/tmp/nero_bench_shape")
     """Scene, training runs and meshes go here (a scene rendered with the same settings is reused)."""
-    results: Path = Path(__file__).resolve().parent / "RESULTS.md"
+    results: Path = Path(__file__).resolve().parent / "RESULTS_shape.md"
     """Markdown report to write."""
     steps: int = 1000
     """Training steps of each run (the preset's schedule is rescaled to it)."""
@@ -94,35 +93,22 @@ class RunResult:
 
 def trainer_config(config: BenchShapeConfig, shading: Shading, run_root: Path, scene: Path):
     """The preset's TrainerConfig for one run: quiet, no viewer, no periodic evaluation, one checkpoint at the end."""
-    from nero_nerfstudio.configs.method_configs import nero_shape, scaled_model_config, small_trainer_config
-    from nero_nerfstudio.fields.neus_color_field import NeusColorConfig
+    from nero_nerfstudio.configs.method_configs import (
+        neus_color_baseline,
+        paper_trainer_config,
+        small_trainer_config,
+    )
 
-    if config.full:
-        trainer = copy.deepcopy(nero_shape.config)
-        if config.steps != trainer.max_num_iterations:
-            trainer.max_num_iterations = config.steps
-            trainer.pipeline.model = scaled_model_config(trainer.pipeline.model, config.steps)
-    else:
-        trainer = small_trainer_config(config.steps)
-    model = trainer.pipeline.model
+    from pipeline_train import quiet_trainer_config
+
+    trainer = paper_trainer_config(config.steps) if config.full else small_trainer_config(config.steps)
     if shading == "neus-color":
-        # NeuS's colour MLP at the width of the preset's shader, one layer deeper (NeuS: 5 layers vs the shader's 4).
-        colour = NeusColorConfig(hidden_dim=model.shading.hidden_dim, num_layers=model.shading.num_layers + 1)
-        trainer.pipeline.model = replace(model, shading_model="neus-color", neus_color=colour)
-    trainer.machine.device_type = "cuda" if config.full and torch.cuda.is_available() else "cpu"
-    trainer.vis = "tensorboard"
-    trainer.viewer.quit_on_train_completion = True
-    trainer.output_dir = run_root
-    trainer.experiment_name = shading
+        trainer.pipeline.model = neus_color_baseline(trainer.pipeline.model)
     trainer.pipeline.datamanager.data = scene
     trainer.pipeline.datamanager.train_num_rays_per_batch = config.num_rays
     trainer.pipeline.datamanager.eval_num_rays_per_batch = config.num_rays
-    never = trainer.max_num_iterations + 1
-    trainer.steps_per_eval_batch = trainer.steps_per_eval_image = trainer.steps_per_eval_all_images = never
-    trainer.steps_per_save = never
-    trainer.save_only_latest_checkpoint = True
-    trainer.logging.steps_per_log = never
-    trainer.logging.local_writer.enable = False
+    device = "cuda" if config.full and torch.cuda.is_available() else "cpu"
+    trainer = quiet_trainer_config(trainer, run_root, shading, device)
     trainer.set_timestamp()
     return trainer
 

@@ -107,10 +107,15 @@ def small_trainer_config(max_steps: int = SMALL_STEPS) -> NeroTrainerConfig:
     )
 
 
+def paper_trainer_config(max_steps: int = PAPER_STEPS) -> NeroTrainerConfig:
+    """``nero-material``: NeRO's Stage II settings, the schedule fitted to ``max_steps`` (paper: 100k)."""
+    return material_trainer_config(
+        "nero-material", max_steps, num_rays=512, model=NeroMaterialModelConfig(), steps_per_eval=5000, steps_per_save=500
+    )
+
+
 nero_material = MethodSpecification(
-    config=material_trainer_config(
-        "nero-material", PAPER_STEPS, num_rays=512, model=NeroMaterialModelConfig(), steps_per_eval=5000, steps_per_save=500
-    ),
+    config=paper_trainer_config(),
     description="NeRO Stage II (materials) on a fixed Stage I mesh: Monte-Carlo shading with traced visibility; "
     "paper settings (GPU).",
 )

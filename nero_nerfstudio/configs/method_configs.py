@@ -70,6 +70,16 @@ def scaled_model_config(model: NeroShapeModelConfig, max_steps: int) -> NeroShap
     )
 
 
+def neus_color_baseline(model: NeroShapeModelConfig) -> NeroShapeModelConfig:
+    """The NeuS-style peer of ``model`` for comparisons: NeuS's colour MLP instead of the split-sum shader (no
+    materials, no occlusion loss), as wide as the shader and one layer deeper (NeuS: 5 layers vs the shader's 4);
+    everything else identical."""
+    from nero_nerfstudio.fields.neus_color_field import NeusColorConfig
+
+    colour = NeusColorConfig(hidden_dim=model.shading.hidden_dim, num_layers=model.shading.num_layers + 1)
+    return replace(model, shading_model="neus-color", neus_color=colour)
+
+
 def nero_datamanager(num_rays: int) -> VanillaDataManagerConfig:
     """Random pixels of all training images, RGB only, GlossySynthetic parser by default."""
     return VanillaDataManagerConfig(
@@ -80,17 +90,20 @@ def nero_datamanager(num_rays: int) -> VanillaDataManagerConfig:
     )
 
 
-def _paper_trainer() -> NeroTrainerConfig:
+def paper_trainer_config(max_steps: int = PAPER_STEPS) -> NeroTrainerConfig:
+    """``nero-shape``: NeRO's Stage I settings, the whole schedule fitted to ``max_steps`` (paper: 300k)."""
     return NeroTrainerConfig(
         method_name="nero-shape",
-        max_num_iterations=PAPER_STEPS,
+        max_num_iterations=max_steps,
         steps_per_save=1000,
         steps_per_eval_batch=5000,
         steps_per_eval_image=5000,
-        steps_per_eval_all_images=PAPER_STEPS,
+        steps_per_eval_all_images=max_steps,
         mixed_precision=False,
-        pipeline=VanillaPipelineConfig(datamanager=nero_datamanager(512), model=NeroShapeModelConfig()),
-        optimizers=stage_one_optimizers(PAPER_LEARNING_RATE, PAPER_WARM_UP_END, PAPER_STEPS),
+        pipeline=VanillaPipelineConfig(
+            datamanager=nero_datamanager(512), model=scaled_model_config(NeroShapeModelConfig(), max_steps)
+        ),
+        optimizers=stage_one_optimizers(PAPER_LEARNING_RATE, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps),
         logging=LoggingConfig(steps_per_log=20),
         vis="viewer",
     )
@@ -167,7 +180,7 @@ def _fast_trainer() -> NeroTrainerConfig:
 
 
 nero_shape = MethodSpecification(
-    config=_paper_trainer(),
+    config=paper_trainer_config(),
     description="NeRO Stage I (shape): NeuS SDF + split-sum reflective shading + occlusion loss; paper settings (GPU).",
 )
 

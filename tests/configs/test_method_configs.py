@@ -14,6 +14,8 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.plugins.registry import discover_methods
 
 from nero_nerfstudio.configs.method_configs import (
+    neus_color_baseline,
+    paper_trainer_config,
     nero_shape,
     nero_shape_fast,
     nero_shape_small,
@@ -75,6 +77,28 @@ def test_paper_configuration():
         assert (group["scheduler"].warm_up_end, group["scheduler"].min_factor) == (5000, 0.05)
 
 
+def test_paper_schedule_fitted_to_a_shorter_run():
+    config = paper_trainer_config(30_000)
+    model = config.pipeline.model
+    assert config.max_num_iterations == 30_000 and model.sdf_field.hidden_dim == 256
+    assert (model.anneal_end, model.freeze_inv_s_step, model.occlusion_loss_start) == (5000, 1500, 2000)
+    for group in config.optimizers.values():
+        assert (group["scheduler"].warm_up_end, group["scheduler"].max_steps) == (500, 30_000)
+        assert group["optimizer"].lr == 5e-4
+
+
+def test_material_paper_schedule_fitted_to_a_shorter_run():
+    from nero_nerfstudio.configs.material_configs import nero_material
+    from nero_nerfstudio.configs.material_configs import paper_trainer_config as material_paper_trainer_config
+
+    assert material_paper_trainer_config().optimizers == nero_material.config.optimizers
+    config = material_paper_trainer_config(10_000)
+    scheduler = config.optimizers["fields"]["scheduler"]
+    assert config.max_num_iterations == 10_000 and (scheduler.warm_up_end, scheduler.max_steps) == (100, 10_000)
+    assert config.pipeline.model.saturation_reg_end == 200
+    assert config.pipeline.model.num_diffuse_samples == nero_material.config.pipeline.model.num_diffuse_samples
+
+
 def test_small_schedule_scales_with_the_run_length():
     config = small_trainer_config(3000)
     model = config.pipeline.model
@@ -101,3 +125,15 @@ def test_param_groups_match_the_optimizers(name: str):
         metadata={"photographer_light": False},
     )
     assert set(model.get_param_groups()) == set(config.optimizers)
+
+
+def test_neus_color_baseline_changes_only_the_shader():
+    from dataclasses import fields
+
+    model = small_trainer_config(400).pipeline.model
+    baseline = neus_color_baseline(model)
+    assert model.shading_model == "split-sum" and baseline.shading_model == "neus-color"
+    assert baseline.neus_color.hidden_dim == model.shading.hidden_dim
+    assert baseline.neus_color.num_layers == model.shading.num_layers + 1
+    changed = {f.name for f in fields(model) if getattr(model, f.name) != getattr(baseline, f.name)}
+    assert changed == {"shading_model", "neus_color"}

@@ -174,10 +174,14 @@ def test_nero_specular_directions_sit_at_the_ggx_angle_around_the_mirror_directi
     alpha = torch.tensor([[0.3], [0.05]], dtype=torch.float64, requires_grad=True)
     u, azimuth = fibonacci_sample_set(256)
     directions = nero_specular_directions(reflect(view, normals), alpha, u.double(), azimuth.double())
-    assert directions.shape == (2, 256, 3) and not directions.requires_grad  # sample positions carry no gradient
+    assert directions.shape == (2, 256, 3)
     cosines = (directions * reflect(view, normals)[:, None]).sum(-1)
-    torch.testing.assert_close(cosines, ggx_cos_theta(u.double()[None], alpha.detach()))
+    torch.testing.assert_close(cosines, ggx_cos_theta(u.double()[None], alpha))
     torch.testing.assert_close(directions.norm(dim=-1), torch.ones(2, 256, dtype=torch.float64))
+
+    # Reparameterised: a rougher surface spreads its samples further from the mirror direction.
+    cosines.mean().backward()
+    assert alpha.grad is not None and bool((alpha.grad < 0).all())
 
 
 def test_brdf_terms_reference_values() -> None:

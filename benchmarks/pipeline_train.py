@@ -1,0 +1,306 @@
+"""One training run of the pipeline benchmark, in its own process: ``python benchmarks/pipeline_train.py SPEC.json``.
+
+``bench_pipeline.py`` writes the spec (a ``TrainSpec`` as JSON), runs this script as a child process (so the run's
+peak memory is its own, sampled by the parent from ``/proc``) and reads back the ``TrainResult`` JSON it writes.
+
+Kinds of run:
+
+* ``shape``: Stage I (``nero-shape-small``, or the paper preset with ``full``) with the split-sum shader or the NeuS
+  colour-MLP baseline. Every ``curve_every`` steps the training clock is paused, the SDF is meshed on a coarse grid and
+  its Chamfer distance to the ground-truth mesh is recorded (the Chamfer-vs-time curve). After training, the mesh is
+  extracted on the export grid and saved.
+* ``neus-facto``: nerfstudio's own ``neus-facto`` on the same data (only where tinycudann is installed), measured the
+  same way.
+* ``material``: Stage II (``nero-material-small``, or the paper preset) on a fixed mesh; afterwards the hit-pixel
+  PSNR of re-rendered training views, and one panel of material maps saved as PNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, List, Literal, Optional
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import Tensor
+
+CONSOLE = Console(width=120)
+RunKind = Literal["shape", "neus-facto", "material"]
+
+
+@dataclass
+class TrainSpec:
+    """What to train, on which data, and where the results go."""
+
+    kind: RunKind
+    scene: str
+    """Scene folder (nero-render-scene synthetic layout)."""
+    output_dir: str
+    """nerfstudio's ``--output-dir``; the run lands in ``output_dir/<experiment>/<preset name>/run``."""
+    experiment: str
+    result_path: str
+    """Where this script writes its ``TrainResult`` JSON."""
+    steps: int
+    shading: Literal["split-sum", "neus-color"] = "split-sum"
+    num_rays: Optional[int] = None
+    """Rays per step (None: the preset's)."""
+    threads: int = 1
+    seed: int = 0
+    full: bool = False
+    """Paper presets on CUDA (when available) instead of the small CPU presets."""
+    # shape / neus-facto
+    gt_mesh: Optional[str] = None
+    curve_every: int = 0
+    """Steps between two Chamfer-vs-time points (0: no curve)."""
+    curve_mesh_resolution: int = 128
+    mesh_resolution: int = 192
+    mesh_path: Optional[str] = None
+    """shape: where to save the final mesh; material: the fixed mesh to train on (dataset frame)."""
+    # material
+    num_psnr_views: int = 8
+    """Training views re-rendered for the PSNR after training."""
+    panel_path: Optional[str] = None
+    """PNG of the material maps of the first re-rendered view."""
+
+
+@dataclass
+class TrainResult:
+    """Measurements of one run (the parent adds peak memory and wall time of the whole process)."""
+
+    config_path: str
+    steps: int
+    train_seconds: float
+    """Training iterations only: setup, curve points and evaluation excluded."""
+    steps_per_second: float
+    final_loss: float
+    """Mean total loss of the last 20 steps."""
+    cuda_peak_mib: Optional[float] = None
+    curve: List[List[float]] = field(default_factory=list)
+    """``[steps done, training seconds, Chamfer to the GT mesh]`` rows."""
+    mesh_path: Optional[str] = None
+    mesh_seconds: Optional[float] = None
+    num_vertices: Optional[int] = None
+    train_view_psnr: Optional[float] = None
+    """Mean PSNR over re-rendered training views, pixels that miss the mesh black in both (NeRO's convention)."""
+    train_view_psnr_hit: Optional[float] = None
+    """Mean PSNR over the pixels whose ray hits the mesh."""
+
+
+def quiet_trainer_config(trainer_config, output_dir: Path, experiment: str, device: str):
+    """No viewer, no periodic evaluation or logging; only the final checkpoint is written. The method name stays
+    the preset's (nerfstudio's ``eval_setup`` looks it up); runs are told apart by their experiment name."""
+    trainer_config.machine.device_type = device
+    trainer_config.vis = "tensorboard"
+    trainer_config.viewer.quit_on_train_completion = True
+    trainer_config.output_dir = output_dir
+    trainer_config.experiment_name = experiment
+    never = trainer_config.max_num_iterations + 1
+    trainer_config.steps_per_eval_batch = trainer_config.steps_per_eval_image = never
+    trainer_config.steps_per_eval_all_images = never
+    trainer_config.steps_per_save = never
+    trainer_config.save_only_latest_checkpoint = True
+    trainer_config.logging.steps_per_log = never
+    trainer_config.logging.local_writer.enable = False
+    return trainer_config
+
+
+def _quiet(trainer_config, spec: TrainSpec):
+    """``quiet_trainer_config`` for ``spec``, the run folder named ``run`` (so a rerun finds it)."""
+    device = "cuda" if spec.full and torch.cuda.is_available() else "cpu"
+    trainer_config = quiet_trainer_config(trainer_config, Path(spec.output_dir), spec.experiment, device)
+    trainer_config.timestamp = "run"
+    return trainer_config
+
+
+def shape_trainer_config(spec: TrainSpec):
+    """Stage I: the small preset fitted to ``spec.steps`` (or the paper preset), on the 96/32-style test split."""
+    from nero_nerfstudio.configs.method_configs import (
+        neus_color_baseline,
+        paper_trainer_config,
+        small_trainer_config,
+    )
+
+    trainer = paper_trainer_config(spec.steps) if spec.full else small_trainer_config(spec.steps)
+    if spec.shading == "neus-color":
+        trainer.pipeline.model = neus_color_baseline(trainer.pipeline.model)
+    datamanager = trainer.pipeline.datamanager
+    datamanager.data = Path(spec.scene)
+    datamanager.dataparser.split_mode = "test"
+    if spec.num_rays is not None:
+        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = spec.num_rays
+    return _quiet(trainer, spec)
+
+
+def neus_facto_trainer_config(spec: TrainSpec):
+    """nerfstudio's ``neus-facto`` (needs tinycudann) with our GlossySynthetic parser on the same split."""
+    from nerfstudio.configs.method_configs import all_methods
+
+    from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
+
+    trainer = copy.deepcopy(all_methods["neus-facto"])
+    trainer.max_num_iterations = spec.steps
+    trainer.pipeline.datamanager.dataparser = NeroSyntheticDataParserConfig(split_mode="test")
+    trainer.pipeline.datamanager.data = Path(spec.scene)
+    return _quiet(trainer, spec)
+
+
+def material_trainer_config(spec: TrainSpec):
+    """Stage II: the small preset fitted to ``spec.steps`` (or the paper preset) on the fixed mesh ``spec.mesh_path``."""
+    from nero_nerfstudio.configs.material_configs import paper_trainer_config, small_trainer_config
+
+    trainer = paper_trainer_config(spec.steps) if spec.full else small_trainer_config(spec.steps)
+    trainer.pipeline.model.mesh_path = Path(spec.mesh_path).absolute()
+    trainer.pipeline.datamanager.data = Path(spec.scene)
+    if spec.num_rays is not None:
+        trainer.pipeline.datamanager.train_num_rays_per_batch = spec.num_rays
+    return _quiet(trainer, spec)
+
+
+def sdf_function(model) -> Callable[[Tensor], Tensor]:
+    """Signed distance ``[num_points, 1]`` of points ``[num_points, 3]`` for a trained Stage I model: ours, or
+    nerfstudio's ``SDFField`` (whose own ``get_sdf`` takes ray samples, so its geometry network is called)."""
+    from nerfstudio.fields.sdf_field import SDFField
+
+    if isinstance(model.field, SDFField):
+        return lambda points: model.field.forward_geonetwork(points)[:, :1]
+    return model.field.get_sdf
+
+
+@torch.no_grad()
+def chamfer_to_gt(model, gt_mesh, resolution: int) -> float:
+    """Mesh-to-mesh Chamfer of the SDF's zero level set (``inf`` when there is no surface yet)."""
+    from nero_nerfstudio.eval.chamfer import mesh_chamfer_distance
+    from nero_nerfstudio.export.mesh import NoSurfaceError, extract_mesh
+
+    was_training = model.training
+    model.eval()
+    try:
+        mesh = extract_mesh(sdf_function(model), resolution=resolution, device=model.device)
+        return float(mesh_chamfer_distance(mesh, gt_mesh, num_samples=30_000).chamfer)
+    except NoSurfaceError:
+        return float("inf")
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def training_view_psnr(pipeline, num_views: int, panel_path: Optional[Path]) -> tuple:
+    """Mean ``(psnr, psnr_hit)`` over ``num_views`` evenly spaced training views re-rendered by a Stage II model."""
+    from PIL import Image
+
+    dataset = pipeline.datamanager.train_dataset
+    model = pipeline.model
+    model.eval()
+    indices = np.linspace(0, len(dataset) - 1, min(num_views, len(dataset))).round().astype(int)
+    psnr, psnr_hit = [], []
+    for order, index in enumerate(indices):
+        camera = dataset.cameras[int(index) : int(index) + 1].to(model.device)
+        outputs = model.get_outputs_for_camera(camera)
+        metrics, images = model.get_image_metrics_and_images(outputs, dataset[int(index)])
+        psnr.append(metrics["psnr"])
+        if "psnr_hit" in metrics:
+            psnr_hit.append(metrics["psnr_hit"])
+        if order == 0 and panel_path is not None:
+            panel = torch.cat([images["img"], images["materials"]], dim=1).clamp(0, 1)
+            Image.fromarray((panel.cpu().numpy() * 255).round().astype(np.uint8)).save(panel_path)
+    return float(np.mean(psnr)), (float(np.mean(psnr_hit)) if psnr_hit else None)
+
+
+def train(spec: TrainSpec) -> TrainResult:
+    import trimesh
+
+    from nero_nerfstudio.export.mesh import extract_mesh, save_mesh
+
+    torch.set_num_threads(spec.threads)
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    make_config = {"shape": shape_trainer_config, "neus-facto": neus_facto_trainer_config}.get(
+        spec.kind, material_trainer_config
+    )
+    trainer_config = make_config(spec)
+    trainer_config.save_config()
+    trainer = trainer_config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    cuda = trainer_config.machine.device_type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model = trainer.pipeline.model
+    gt_mesh = trimesh.load(spec.gt_mesh, force="mesh") if spec.gt_mesh and spec.curve_every > 0 else None
+
+    losses: List[float] = []
+    train_seconds = 0.0
+    curve: List[List[float]] = []
+    if gt_mesh is not None:
+        curve.append([0, 0.0, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
+    progress = Progress(
+        TextColumn(f"[bold]{spec.experiment} {spec.kind}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=CONSOLE,
+    )
+    task = progress.add_task("train", total=trainer_config.max_num_iterations, loss=float("nan"))
+    train_iteration = trainer.train_iteration
+
+    def timed_train_iteration(step: int):
+        nonlocal train_seconds
+        start = time.perf_counter()
+        result = train_iteration(step)
+        if cuda:
+            torch.cuda.synchronize()
+        train_seconds += time.perf_counter() - start
+        losses.append(float(result[0].detach()))
+        progress.update(task, advance=1, loss=losses[-1])
+        if gt_mesh is not None and (step + 1) % spec.curve_every == 0:
+            curve.append([step + 1, train_seconds, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
+        return result
+
+    trainer.train_iteration = timed_train_iteration  # type: ignore[method-assign]
+    with progress:
+        trainer.train()
+    result = TrainResult(
+        config_path=str(trainer_config.get_base_dir() / "config.yml"),
+        steps=len(losses),
+        train_seconds=train_seconds,
+        steps_per_second=len(losses) / train_seconds,
+        final_loss=float(np.mean(losses[-20:])),
+        cuda_peak_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        curve=curve,
+    )
+    model.eval()
+    if spec.kind in ("shape", "neus-facto"):
+        start = time.perf_counter()
+        mesh = extract_mesh(sdf_function(model), resolution=spec.mesh_resolution, device=model.device)
+        result.mesh_seconds = time.perf_counter() - start
+        # The synthetic parser's normalised frame is the dataset frame (docs/architecture.md): no transform needed.
+        result.mesh_path = str(save_mesh(mesh, Path(spec.mesh_path)))
+        result.num_vertices = len(mesh.vertices)
+    else:
+        panel = Path(spec.panel_path) if spec.panel_path else None
+        result.train_view_psnr, result.train_view_psnr_hit = training_view_psnr(
+            trainer.pipeline, spec.num_psnr_views, panel
+        )
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python benchmarks/pipeline_train.py SPEC.json")
+    spec = TrainSpec(**json.loads(Path(sys.argv[1]).read_text()))
+    result = train(spec)
+    result_path = Path(spec.result_path)
+    temporary = result_path.with_name(f".{result_path.name}.tmp")
+    temporary.write_text(json.dumps(asdict(result), indent=2))
+    temporary.replace(result_path)
+
+
+if __name__ == "__main__":
+    main()
