@@ -192,6 +192,8 @@ class Bench:
             console=CONSOLE,
         )
         self._lock = threading.Lock()
+        self._tasks: Dict[str, int] = {}
+        """Progress-bar task of each job."""
 
     # Paths ------------------------------------------------------------------------------------------------------
     def scene_dir(self, scene: SceneSpec) -> Path:
@@ -207,13 +209,10 @@ class Bench:
         if done_file.exists() and timing_file.exists():
             job.stages[name] = StageResult(**{**json.loads(timing_file.read_text()), "reused": True})
             return
-        log = self.work_dir_for(job) / "logs" / f"{job.kind}_{name}.log"
+        log = self.root / job.scene / "logs" / f"{job.kind}_{name}.log"
         result = run_child(command, log)
         timing_file.write_text(json.dumps({"seconds": result.seconds, "peak_rss_mib": result.peak_rss_mib}))
         job.stages[name] = result
-
-    def work_dir_for(self, job: JobResult) -> Path:
-        return self.root / job.scene
 
     def cli(self, name: str) -> str:
         return str(BIN / name)
@@ -384,7 +383,6 @@ class Bench:
         jobs: List[Callable[[], JobResult]] = [lambda s=s: self.shape_job(s, "split-sum") for s in scenes]
         jobs += [lambda s=s, b=b: self.shape_job(s, b) for b in baselines for s in scenes]
         jobs += [lambda s=s: self.material_job(s) for s in scenes]
-        self._tasks: Dict[str, int] = {}
         with self.progress, ThreadPoolExecutor(max_workers=self.config.workers) as pool:
             results = [future.result() for future in [pool.submit(job) for job in jobs]]
         return renders, results

@@ -90,22 +90,39 @@ def nero_datamanager(num_rays: int) -> VanillaDataManagerConfig:
     )
 
 
-def paper_trainer_config(max_steps: int = PAPER_STEPS) -> NeroTrainerConfig:
-    """``nero-shape``: NeRO's Stage I settings, the whole schedule fitted to ``max_steps`` (paper: 300k)."""
+def stage_one_trainer_config(
+    method_name: str,
+    max_steps: int,
+    model: NeroShapeModelConfig,
+    learning_rate: float,
+    steps_per_save: int,
+    steps_per_eval: int,
+    steps_per_log: int = 20,
+    hash_grid_lr: float = 0.0,
+) -> NeroTrainerConfig:
+    """A Stage I trainer whose whole schedule (model constants and learning-rate warm-up) is fitted to
+    ``max_steps``."""
     return NeroTrainerConfig(
-        method_name="nero-shape",
+        method_name=method_name,
         max_num_iterations=max_steps,
-        steps_per_save=1000,
-        steps_per_eval_batch=5000,
-        steps_per_eval_image=5000,
+        steps_per_save=steps_per_save,
+        steps_per_eval_batch=steps_per_eval,
+        steps_per_eval_image=steps_per_eval,
         steps_per_eval_all_images=max_steps,
         mixed_precision=False,
-        pipeline=VanillaPipelineConfig(
-            datamanager=nero_datamanager(512), model=scaled_model_config(NeroShapeModelConfig(), max_steps)
+        pipeline=VanillaPipelineConfig(datamanager=nero_datamanager(512), model=scaled_model_config(model, max_steps)),
+        optimizers=stage_one_optimizers(
+            learning_rate, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps, hash_grid_lr=hash_grid_lr
         ),
-        optimizers=stage_one_optimizers(PAPER_LEARNING_RATE, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps),
-        logging=LoggingConfig(steps_per_log=20),
+        logging=LoggingConfig(steps_per_log=steps_per_log),
         vis="viewer",
+    )
+
+
+def paper_trainer_config(max_steps: int = PAPER_STEPS) -> NeroTrainerConfig:
+    """``nero-shape``: NeRO's Stage I settings, the whole schedule fitted to ``max_steps`` (paper: 300k)."""
+    return stage_one_trainer_config(
+        "nero-shape", max_steps, NeroShapeModelConfig(), PAPER_LEARNING_RATE, steps_per_save=1000, steps_per_eval=5000
     )
 
 
@@ -132,20 +149,8 @@ def small_trainer_config(max_steps: int = SMALL_STEPS) -> NeroTrainerConfig:
         occlusion_num_resample=8,
         eval_num_rays_per_chunk=2048,
     )
-    return NeroTrainerConfig(
-        method_name="nero-shape-small",
-        max_num_iterations=max_steps,
-        steps_per_save=500,
-        steps_per_eval_batch=500,
-        steps_per_eval_image=500,
-        steps_per_eval_all_images=max_steps,
-        mixed_precision=False,
-        pipeline=VanillaPipelineConfig(
-            datamanager=nero_datamanager(512), model=scaled_model_config(model, max_steps)
-        ),
-        optimizers=stage_one_optimizers(SMALL_LEARNING_RATE, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps),
-        logging=LoggingConfig(steps_per_log=20),
-        vis="viewer",
+    return stage_one_trainer_config(
+        "nero-shape-small", max_steps, model, SMALL_LEARNING_RATE, steps_per_save=500, steps_per_eval=500
     )
 
 
@@ -159,23 +164,15 @@ def _fast_trainer() -> NeroTrainerConfig:
         shading=SplitSumShadingConfig(hidden_dim=128),
         eval_num_rays_per_chunk=4096,
     )
-    return NeroTrainerConfig(
-        method_name="nero-shape-fast",
-        max_num_iterations=FAST_STEPS,
+    return stage_one_trainer_config(
+        "nero-shape-fast",
+        FAST_STEPS,
+        model,
+        PAPER_LEARNING_RATE,
         steps_per_save=1000,
-        steps_per_eval_batch=2000,
-        steps_per_eval_image=2000,
-        steps_per_eval_all_images=FAST_STEPS,
-        mixed_precision=False,
-        pipeline=VanillaPipelineConfig(datamanager=nero_datamanager(512), model=scaled_model_config(model, FAST_STEPS)),
-        optimizers=stage_one_optimizers(
-            PAPER_LEARNING_RATE,
-            scaled_step(PAPER_WARM_UP_END, FAST_STEPS),
-            FAST_STEPS,
-            hash_grid_lr=FAST_HASH_GRID_LR,
-        ),
-        logging=LoggingConfig(steps_per_log=50),
-        vis="viewer",
+        steps_per_eval=2000,
+        steps_per_log=50,
+        hash_grid_lr=FAST_HASH_GRID_LR,
     )
 
 

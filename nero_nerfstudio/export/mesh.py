@@ -21,6 +21,7 @@ from torch import Tensor
 
 from nero_nerfstudio.data.errors import NeroDataError
 from nero_nerfstudio.utils.io import atomic_path
+from nero_nerfstudio.utils.mesh_io import MESH_SUFFIXES
 
 CONSOLE = Console()
 
@@ -31,7 +32,6 @@ SdfFunction = Callable[
 
 Bounds = Tuple[Sequence[float], Sequence[float]]
 
-MESH_SUFFIXES = (".ply", ".obj", ".glb")
 DEFAULT_CHUNK_SIZE = 64**3
 OUTSIDE_SDF_VALUE = 1.0
 """What grid points outside the unit sphere (and on the grid border) are set to: clearly outside."""

@@ -63,20 +63,15 @@ class TexturedMesh:
 
 def load_mesh(path: Path) -> Tuple[np.ndarray, np.ndarray]:
     """Vertices ``[V, 3]`` float64 and triangles ``[F, 3]`` int64 of a .ply/.obj, in the file's vertex order."""
-    import trimesh
+    from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 
     path = Path(path)
     if not path.is_file():
         raise NeroDataError(path, "mesh file does not exist")
+    # A .glb carries its own materials: relight takes it as --material, not as --mesh.
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise NeroDataError(path, f"mesh must be one of {', '.join(MESH_SUFFIXES)} (or pass a .glb as --material)")
-    options = {"maintain_order": True} if path.suffix.lower() == ".obj" else {}
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False, **options)
-    except Exception as error:  # trimesh raises many types for unreadable files
-        raise NeroDataError(path, f"cannot read mesh ({error})") from error
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise NeroDataError(path, "file holds no triangles")
+    mesh = load_triangle_mesh(path)
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
 
 
