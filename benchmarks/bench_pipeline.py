@@ -253,7 +253,7 @@ class Bench:
         return self.relit_dir(scene, name) / f"{self.relight_view_ids(scene)[-1]}.png"
 
     def relight_view_ids(self, scene: SceneSpec) -> List[str]:
-        from nero_nerfstudio.data.splits import SYNTHETIC_TEST_IDS
+        from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 
         ids = [view for view in SYNTHETIC_TEST_IDS if int(view) < self.config.num_views]
         return ids[: self.config.relight_views]

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 
 def raw_target_size(width: int, height: int, max_resolution: int) -> Tuple[int, int]:

@@ -12,8 +12,8 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.errors import NeroDataError
 
 # |cos(up, forward)| above this leaves forward with almost no component orthogonal to up.
 _MAX_UP_FORWARD_COS = 0.99

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.utils.checkpoint import allow_numpy_in_checkpoints
 
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.ckpt")

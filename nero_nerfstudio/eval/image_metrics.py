@@ -17,7 +17,7 @@ from jaxtyping import Float
 from rich.console import Console
 from torch import Tensor
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 CONSOLE = Console(stderr=True, soft_wrap=True)
 

@@ -17,8 +17,8 @@ import torch
 from jaxtyping import Bool, Float
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.scene_views import SceneView
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 from nero_nerfstudio.relight.material_inputs import VertexMaterials

@@ -8,7 +8,7 @@ from typing import Union
 import numpy as np
 import trimesh
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 
 def load_ground_truth_geometry(path: Path) -> Union[trimesh.Trimesh, np.ndarray]:

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.image_metrics import (
     LpipsFunction,
     channel_scale,

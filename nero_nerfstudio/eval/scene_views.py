@@ -19,8 +19,8 @@ from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import (
     NeroSyntheticDataParserConfig,
     load_camera_pickle,
 )
-from nero_nerfstudio.data.errors import NeroDataError
-from nero_nerfstudio.data.splits import SYNTHETIC_TEST_IDS
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 
 SceneLayout = Literal["synthetic", "colmap"]
 ViewSelection = Literal["test", "all"]

@@ -23,8 +23,8 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import load_depth_and_mask
-from nero_nerfstudio.data.errors import NeroDataError
-from nero_nerfstudio.data.splits import SYNTHETIC_TEST_IDS
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 from nero_nerfstudio.eval.chamfer import (
     NERO_VOXEL_SIZE,
     ChamferDistance,

@@ -29,7 +29,7 @@ from jaxtyping import Float
 from PIL import Image, ImageDraw
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.export.mesh import load_dataparser_transform, transform_to_normalized_frame
 from nero_nerfstudio.export.material_query import DEFAULT_BATCH_SIZE, MaterialFn, MaterialFnError, query_materials
 from nero_nerfstudio.export.uv_baking import BakedMaterials, bake_material_maps

@@ -19,7 +19,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from skimage.measure import marching_cubes
 from torch import Tensor
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.frames import dataset_to_normalised_matrix, normalised_to_dataset_matrix
 from nero_nerfstudio.utils.io import atomic_path
 from nero_nerfstudio.utils.mesh_io import MESH_SUFFIXES
 
@@ -177,20 +178,6 @@ def extract_mesh(
     return mesh_from_sdf_grid(sdf_grid, bounds)
 
 
-def normalized_to_dataset_matrix(
-    dataparser_transform: Float[np.ndarray, "3 4"], dataparser_scale: float
-) -> Float[np.ndarray, "4 4"]:
-    """Homogeneous matrix that undoes nerfstudio's ``x_ns = scale * (T @ [x; 1])``."""
-    transform = np.asarray(dataparser_transform, dtype=np.float64)
-    if transform.shape != (3, 4):
-        raise ValueError(f"dataparser_transform must be [3, 4], got {transform.shape}")
-    if not dataparser_scale > 0:
-        raise ValueError(f"dataparser_scale must be positive, got {dataparser_scale}")
-    transform_4x4 = np.vstack([transform, [0.0, 0.0, 0.0, 1.0]])
-    unscale = np.diag([1.0 / dataparser_scale] * 3 + [1.0])
-    return np.linalg.inv(transform_4x4) @ unscale
-
-
 def transform_mesh(mesh: trimesh.Trimesh, matrix: Float[np.ndarray, "4 4"]) -> trimesh.Trimesh:
     """A copy of ``mesh`` with its vertices moved by the homogeneous ``matrix``; faces stay outward even if the
     matrix contains a reflection. Vertex order is kept (per-vertex material arrays still line up)."""
@@ -208,14 +195,14 @@ def transform_to_dataset_frame(
 
     ``x_dataset = inv([T; 0 0 0 1]) @ [x_ns / scale; 1]``.
     """
-    return transform_mesh(mesh, normalized_to_dataset_matrix(dataparser_transform, dataparser_scale))
+    return transform_mesh(mesh, normalised_to_dataset_matrix(dataparser_transform, dataparser_scale))
 
 
 def transform_to_normalized_frame(
     mesh: trimesh.Trimesh, dataparser_transform: Float[np.ndarray, "3 4"], dataparser_scale: float
 ) -> trimesh.Trimesh:
     """Inverse of :func:`transform_to_dataset_frame`: ``x_ns = scale * (T @ [x_dataset; 1])``."""
-    return transform_mesh(mesh, np.linalg.inv(normalized_to_dataset_matrix(dataparser_transform, dataparser_scale)))
+    return transform_mesh(mesh, dataset_to_normalised_matrix(dataparser_transform, dataparser_scale))
 
 
 def load_dataparser_transform(path: Path) -> Tuple[Float[np.ndarray, "3 4"], float]:

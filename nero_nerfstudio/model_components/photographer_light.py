@@ -1,6 +1,6 @@
 """Where a reflected ray meets the photographer's plane (spec 3.5), as input to the photographer-light MLP.
 
-The photographer frame of a camera (``nero_nerfstudio.data.photographer``) has its z = 0 plane vertical, through
+The photographer frame of a camera (``nero_nerfstudio.core.photographer``) has its z = 0 plane vertical, through
 the camera centre and facing the object. A reflected ray that hits this plane in front of the point sees the
 photographer; the hit position, scaled, is encoded with the integrated positional encoding.
 """

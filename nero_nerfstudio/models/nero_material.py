@@ -29,7 +29,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
-from nero_nerfstudio.data.camera_conventions import opengl_c2w_to_opencv_w2c
+from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
 from nero_nerfstudio.data.datamanagers.mesh_hits import (
     DATAPARSER_SCALE_KEY,
     DATAPARSER_TRANSFORM_KEY,
@@ -38,7 +38,7 @@ from nero_nerfstudio.data.datamanagers.mesh_hits import (
     HIT_POINTS_KEY,
     load_mesh_in_normalised_frame,
 )
-from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
 from nero_nerfstudio.model_components.ggx import fibonacci_sample_set, tangent_frame

@@ -34,8 +34,8 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
-from nero_nerfstudio.data.camera_conventions import opengl_c2w_to_opencv_w2c
-from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
+from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_nerfstudio.fields.background_field import NerfPlusPlusFieldConfig, background_alpha
 from nero_nerfstudio.fields.neus_color_field import NeusColorConfig
 from nero_nerfstudio.fields.sdf_field import NeroSDFFieldConfig

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 BACKEND_SCRIPT = Path(__file__).resolve().parents[2] / "blender_backend" / "relight_backend.py"
 PROGRESS_PREFIX = "@@nero-relight"

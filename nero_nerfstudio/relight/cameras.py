@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from nero_nerfstudio.data.camera_conventions import opencv_w2c_to_opengl_c2w
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.camera_rig import look_at_w2c
 
 SENSOR_WIDTH_MM = 36.0

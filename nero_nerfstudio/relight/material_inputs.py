@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.utils.color import srgb_to_linear
 
 MESH_SUFFIXES = (".ply", ".obj")

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import numpy as np
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight.blender_launcher import backend_command, run_backend
 from nero_nerfstudio.relight.cameras import (
     RelightCameras,

@@ -11,7 +11,7 @@ from typing import Dict
 
 import numpy as np
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 PRIMITIVE_MESHES = ("sphere", "torus", "suzanne")
 """Meshes built inside Blender."""

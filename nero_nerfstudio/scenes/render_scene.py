@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Literal, Tuple
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nero_nerfstudio.data.camera_conventions import opencv_w2c_to_opengl_c2w
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.assets import load_mesh_file, resolve_environment, resolve_mesh
 from nero_nerfstudio.scenes.blender_render import PROGRESS_PREFIX
 from nero_nerfstudio.scenes.camera_rig import fibonacci_sphere_directions, look_at_w2c, pinhole_intrinsics

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, Literal, Optional, Tuple
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.chamfer import NERO_VOXEL_SIZE, ChamferDistance
 from nero_nerfstudio.eval.image_metrics import LpipsNet, load_lpips
 from nero_nerfstudio.utils.io import atomic_path

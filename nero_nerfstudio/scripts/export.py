@@ -16,7 +16,7 @@ import numpy as np
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.export.mesh import (
     DEFAULT_CHUNK_SIZE,
     MESH_SUFFIXES,

@@ -13,7 +13,7 @@ import sys
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight.blender_launcher import BlenderNotFoundError, RelightRenderError
 from nero_nerfstudio.relight.relight import RelightConfig, relight
 

@@ -12,7 +12,7 @@ import sys
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.render_scene import BlenderRenderError, RenderSceneConfig, render_scene
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trimesh
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb")
 

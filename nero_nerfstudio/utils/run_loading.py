@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Tuple
 
 import yaml
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.utils.checkpoint import allow_numpy_in_checkpoints
 
 if TYPE_CHECKING:

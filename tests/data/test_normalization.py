@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.normalization import (
     apply_to_points,
     apply_to_w2c,

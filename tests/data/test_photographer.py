@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
-from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_fixtures import look_at_w2c, ring_centers
 
 

@@ -20,7 +20,7 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.configs.method_configs import small_trainer_config
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.engine.checkpoints import list_checkpoints, read_checkpoint, read_latest_checkpoint
 from nero_nerfstudio.engine.non_finite import describe_non_finite_batch, non_finite_gradients, non_finite_loss_terms
 from nero_nerfstudio.engine.trainer import NeroTrainer

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval import image_metrics
 from nero_nerfstudio.eval.image_metrics import (
     channel_scale,

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from eval_helpers import sphere_mesh, write_synthetic_scene
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.material_metrics import (
     GroundTruthMaterial,
     ground_truth_material,

@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.relight_metrics import evaluate_relight, matched_views
 from nero_nerfstudio.scripts.eval import EvalRelight, run
 

@@ -9,8 +9,8 @@ import pytest
 import trimesh
 from eval_helpers import sphere_mesh, write_synthetic_scene
 
-from nero_nerfstudio.data.errors import NeroDataError
-from nero_nerfstudio.data.splits import SYNTHETIC_TEST_IDS
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 from nero_nerfstudio.eval.scene_views import dataset_to_normalized_scale, select_synthetic_ids
 from nero_nerfstudio.eval.shape_metrics import evaluate_shape
 from nero_nerfstudio.eval.view_geometry import backproject_depth, cast_view, normal_angular_error_deg

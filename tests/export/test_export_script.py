@@ -15,7 +15,7 @@ import trimesh
 import yaml
 from scipy.spatial import cKDTree
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.export.mesh import extract_mesh, save_mesh, transform_to_dataset_frame
 from nero_nerfstudio.scripts.export import ExportMesh
 from nero_nerfstudio.utils.run_loading import find_checkpoint_dir, load_pipeline

@@ -14,7 +14,7 @@ import torch
 import trimesh
 from PIL import Image
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.export.material_query import MaterialFnError, query_materials
 from nero_nerfstudio.export.materials import (

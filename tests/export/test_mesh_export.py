@@ -10,14 +10,14 @@ import pytest
 import torch
 import trimesh
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.frames import normalised_to_dataset_matrix
 from nero_nerfstudio.export.mesh import (
     NoSurfaceError,
     evaluate_sdf_grid,
     extract_mesh,
     load_dataparser_transform,
     mesh_from_sdf_grid,
-    normalized_to_dataset_matrix,
     nudge_off_zero,
     save_mesh,
     transform_to_dataset_frame,
@@ -187,7 +187,7 @@ def test_inverse_matches_nerfstudio_pose_transform():
         dataparser_scale=scale,
     )
     expected = outputs.transform_poses_to_original_space(poses)[:, :3, 3].numpy()
-    ours = trimesh.transform_points(positions, normalized_to_dataset_matrix(transform, scale))
+    ours = trimesh.transform_points(positions, normalised_to_dataset_matrix(transform, scale))
     np.testing.assert_allclose(ours, expected, atol=1e-5)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.model_components import brdf_lut
 from nero_nerfstudio.model_components.brdf_lut import (
     DEFAULT_LUT_PATH,

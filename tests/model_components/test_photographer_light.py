@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nero_nerfstudio.data.photographer import photographer_w2p
+from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_nerfstudio.model_components.photographer_light import intersect_photographer_plane
 
 # Photographer at world (0, -3, 0), looking along +y (towards the object); frame rows X, Y, Z with Z = +y.

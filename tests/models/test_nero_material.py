@@ -14,7 +14,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
 from nero_nerfstudio.data.datamanagers.mesh_hits import HIT_DEPTH_KEY, HIT_NORMALS_KEY, HIT_POINTS_KEY
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
 from nero_nerfstudio.models.nero_material import (
     NeroMaterialModel,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from relight_helpers import write_camera_folder
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight.cameras import (
     Y_UP_TO_Z_UP,
     blender_camera_parameters,

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 from relight_helpers import smooth_material, uv_sphere, write_glb, write_nero_materials
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight import blender_launcher
 from nero_nerfstudio.relight.blender_launcher import (
     BlenderNotFoundError,

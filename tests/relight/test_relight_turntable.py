@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight.turntable import composite_over, write_turntable
 
 

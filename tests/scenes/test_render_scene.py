@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.assets import bundled_environments, load_mesh_file
 from nero_nerfstudio.scenes.render_scene import (
     BlenderRenderError,

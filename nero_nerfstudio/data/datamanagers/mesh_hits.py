@@ -18,7 +18,8 @@ from nerfstudio.cameras.cameras import Cameras
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.frames import dataset_to_normalised
 from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
@@ -45,9 +46,8 @@ def load_mesh_in_normalised_frame(
         NeroDataError: the file is missing, unreadable or holds no triangles.
     """
     mesh = load_triangle_mesh(Path(mesh_path))
-    transform = np.asarray(torch.as_tensor(dataparser_transform, dtype=torch.float64).cpu(), dtype=np.float64)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    vertices = float(dataparser_scale) * (vertices @ transform[:, :3].T + transform[:, 3])
+    transform = torch.as_tensor(dataparser_transform, dtype=torch.float64).cpu().numpy()
+    vertices = dataset_to_normalised(mesh.vertices, transform, float(dataparser_scale))
     if not np.isfinite(vertices).all():
         raise NeroDataError(mesh_path, "mesh has NaN or infinite vertex coordinates")
     return vertices, np.asarray(mesh.faces, dtype=np.int64)

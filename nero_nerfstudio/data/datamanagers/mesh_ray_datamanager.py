@@ -33,7 +33,7 @@ from nero_nerfstudio.data.datamanagers.mesh_hits import (
     trace_hit_pool,
 )
 from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 

@@ -20,14 +20,14 @@ from nerfstudio.data.utils.colmap_parsing_utils import qvec2rotmat, read_cameras
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
+from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.data.dataparsers.nero_parser_common import (
     nero_cameras,
     nero_metadata,
     read_image_sizes,
     split_indices,
 )
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.image_resize import cached_downscaled_images, raw_target_size, scale_intrinsics
 from nero_nerfstudio.data.normalization import (
     apply_to_w2c,

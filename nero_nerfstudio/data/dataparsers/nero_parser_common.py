@@ -14,10 +14,10 @@ from nerfstudio.cameras.cameras import Cameras, CameraType
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 
-from nero_nerfstudio.data.camera_conventions import opencv_w2c_to_opengl_c2w
-from nero_nerfstudio.data.errors import NeroDataError
-from nero_nerfstudio.data.photographer import photographer_w2p
-from nero_nerfstudio.data.splits import nero_validation_split, synthetic_test_split
+from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.photographer import photographer_w2p
+from nero_nerfstudio.core.splits import nero_validation_split, synthetic_test_split
 
 # 8-bit modes that convert losslessly to RGB; anything else (16-bit, float, CMYK) is refused.
 _READABLE_MODES = {"RGB", "RGBA", "L", "LA", "P", "PA"}

@@ -26,7 +26,7 @@ from nero_nerfstudio.data.dataparsers.nero_parser_common import (
     read_image_sizes,
     split_indices,
 )
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 
 # Depth PNGs store value / 65535 * 15 scene units; the background saturates at 15.
 DEPTH_RANGE = 15.0

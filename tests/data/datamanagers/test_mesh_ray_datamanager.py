@@ -22,7 +22,7 @@ from nero_nerfstudio.data.datamanagers.mesh_hits import (
 )
 from nero_nerfstudio.data.datamanagers.mesh_ray_datamanager import MeshRayDataManager, MeshRayDataManagerConfig
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
-from nero_nerfstudio.data.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 from nero_nerfstudio.scenes.camera_rig import look_at_w2c, pinhole_intrinsics
 from nero_nerfstudio.scenes.synthetic_layout import write_synthetic_view

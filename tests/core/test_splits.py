@@ -1,6 +1,6 @@
 """NeRO's validation and synthetic test splits."""
 
-from nero_nerfstudio.data.splits import SYNTHETIC_TEST_IDS, nero_validation_split, synthetic_test_split
+from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS, nero_validation_split, synthetic_test_split
 
 
 def test_validation_split_holds_out_11_of_128():

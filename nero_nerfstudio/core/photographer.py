@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nero_nerfstudio.data.camera_conventions import camera_centers
+from nero_nerfstudio.core.camera_conventions import camera_centers
 
 _WORLD_DOWN = np.array([0.0, 0.0, -1.0])
 
