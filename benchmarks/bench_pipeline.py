@@ -14,9 +14,10 @@ For each scene (a mirror-like metal, a rough metal and a glossy dielectric; diff
 5. ``nero-relight`` of the pipeline's mesh and materials under the relight environment, ``nero-eval relight``
    against the ground-truth relit images.
 
-Every stage is a child process (a console script, or ``pipeline_train.py`` for training), so its wall time and peak
-memory (sampled from ``/proc``) are its own; ``--workers`` jobs run side by side (2 on a 2-core machine, one thread each).
-Stages whose result file exists are reused, so an interrupted benchmark resumes. Writes ``benchmarks/RESULTS.md``,
+Every stage is a child process (a console script, or ``nero_nerfstudio.scripts.bench_train`` for training), built
+from the pipeline's stage table (``nero_nerfstudio/scripts/stages.py``), so its wall time and peak memory (sampled
+from ``/proc``) are its own; ``--workers`` jobs run side by side (2 on a 2-core machine, one thread each). Stages whose
+result file exists are reused, so an interrupted benchmark resumes. Writes ``benchmarks/RESULTS.md``,
 ``benchmarks/chamfer_vs_time.png`` and ``benchmarks/relight_comparison.png``::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pipeline.py --output-dir /tmp/nero_bench_pipeline
@@ -29,7 +30,6 @@ import importlib.util
 import json
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -40,18 +40,26 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import psutil
 import tyro
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-BENCHMARK_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCHMARK_DIR))
-from bench_shape import machine_description  # noqa: E402
-from pipeline_train import TrainSpec  # noqa: E402
+from nero_nerfstudio.scripts.bench_train import TrainSpec, bench_train_stage, machine_description
+from nero_nerfstudio.scripts.stages import (
+    Stage,
+    StageResult,
+    eval_materials_stage,
+    eval_nvs_stage,
+    eval_relight_stage,
+    eval_shape_stage,
+    export_materials_stage,
+    relight_views_stage,
+    render_stage,
+    run_measured_stage,
+)
 
+BENCHMARK_DIR = Path(__file__).resolve().parent
 CONSOLE = Console()
-BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -112,15 +120,6 @@ class BenchPipelineConfig:
 
 
 @dataclass
-class StageResult:
-    """Wall time and peak resident memory of one child process."""
-
-    seconds: float
-    peak_rss_mib: float
-    reused: bool = False
-
-
-@dataclass
 class JobResult:
     """Everything one job measured: its stages and the JSON reports of its evaluations and training runs."""
 
@@ -128,54 +127,6 @@ class JobResult:
     kind: str
     stages: Dict[str, StageResult] = field(default_factory=dict)
     reports: Dict[str, Any] = field(default_factory=dict)
-
-
-def _high_water_mib(pid: int) -> float:
-    """``VmHWM`` of a live process (its own peak RSS, reset by exec), 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _tree_rss_mib(process: psutil.Process) -> float:
-    """Resident memory of ``process`` and all its descendants right now."""
-    total = 0.0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_info().rss / 2**20
-        except psutil.Error:
-            pass
-    return total
-
-
-def run_child(command: List[str], log_path: Path, poll_seconds: float = 0.2) -> StageResult:
-    """Run ``command`` with its output in ``log_path``; its wall time and peak memory.
-
-    Peak memory is the larger of the child's own high-water mark and the most its process tree (Blender children
-    included) held at once, sampled every ``poll_seconds``. (``getrusage``/``wait4`` would report at least this
-    process's size: Linux carries the high-water mark over fork and exec.)
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "COLUMNS": "120"}
-    with open(log_path, "w") as log:
-        log.write(f"$ {shlex.join(command)}\n")
-        log.flush()
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-        watched = psutil.Process(process.pid)
-        peak_mib = 0.0
-        while process.poll() is None:
-            peak_mib = max(peak_mib, _tree_rss_mib(watched), _high_water_mib(process.pid))
-            time.sleep(poll_seconds)
-        seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        tail = "\n".join(log_path.read_text().splitlines()[-15:])
-        raise RuntimeError(f"`{shlex.join(command[:3])} ...` failed (exit {process.returncode}); {log_path}:\n{tail}")
-    return StageResult(seconds=seconds, peak_rss_mib=peak_mib)
 
 
 class Bench:
@@ -203,54 +154,42 @@ class Bench:
         return self.root / scene.name
 
     # Stages -----------------------------------------------------------------------------------------------------
-    def stage(self, job: JobResult, name: str, done_file: Path, command: List[str]) -> None:
-        """Run one console-script stage unless ``done_file`` exists; its timing is kept (and reused on a rerun)."""
-        timing_file = done_file.with_name(f".{done_file.name}.timing.json")
-        if done_file.exists() and timing_file.exists():
-            job.stages[name] = StageResult(**{**json.loads(timing_file.read_text()), "reused": True})
-            return
-        log = self.root / job.scene / "logs" / f"{job.kind}_{name}.log"
-        result = run_child(command, log)
-        timing_file.write_text(json.dumps({"seconds": result.seconds, "peak_rss_mib": result.peak_rss_mib}))
-        job.stages[name] = result
+    def stage(self, job: JobResult, stage: Stage) -> None:
+        """Run one stage as a measured child unless it is done; its timing is kept (and reused on a rerun)."""
+        self.update(job, stage.name)
+        log = self.root / job.scene / "logs" / f"{job.kind}_{stage.name}.log"
+        job.stages[stage.name] = run_measured_stage(stage, log)
 
-    def cli(self, name: str) -> str:
-        return str(BIN / name)
+    def report(self, job: JobResult, key: str, stage: Stage) -> Dict[str, Any]:
+        """Run a stage that ends with a JSON report (its last output) and keep the report as ``job.reports[key]``."""
+        self.stage(job, stage)
+        job.reports[key] = json.loads(stage.outputs[-1].read_text())
+        return job.reports[key]
 
-    def train(self, job: JobResult, name: str, spec: TrainSpec) -> Dict[str, Any]:
-        """Run ``pipeline_train.py`` on ``spec`` unless its result exists; returns the result JSON."""
-        result_path = Path(spec.result_path)
-        spec_path = result_path.with_name(result_path.stem + "_spec.json")
-        spec_path.parent.mkdir(parents=True, exist_ok=True)
-        spec_path.write_text(json.dumps(asdict(spec), indent=2))
-        self.stage(job, name, result_path, [sys.executable, str(BENCHMARK_DIR / "pipeline_train.py"), str(spec_path)])
-        return json.loads(result_path.read_text())
+    def train(self, job: JobResult, key: str, name: str, spec: TrainSpec) -> Dict[str, Any]:
+        """Run ``bench_train`` on ``spec`` unless its result exists; returns the result JSON."""
+        spec.save()
+        return self.report(job, key, bench_train_stage(spec, name))
 
     def render(self, scene: SceneSpec) -> Tuple[StageResult, StageResult]:
         """The scene (``nero-render-scene``) and its ground-truth relit images; reused when present."""
         config = self.config
         job = JobResult(scene=scene.name, kind="render")
         scene_dir = self.scene_dir(scene)
-        self.stage(
-            job, "render", scene_dir / "gt" / "scene.json",
-            [self.cli("nero-render-scene"), "--output-dir", str(scene_dir), "--layout", "synthetic",
-             "--mesh", scene.mesh, "--environment", scene.environment, "--num-views", str(config.num_views),
-             "--resolution", str(config.resolution), "--samples", str(config.render_samples), "--denoise",
-             "--metallic", str(scene.metallic), "--roughness", str(scene.roughness),
-             "--albedo", *map(str, scene.albedo), "--seed", str(config.seed)],
+        render = render_stage(
+            scene_dir, scene.mesh, scene.environment, config.num_views, config.resolution, scene.metallic,
+            scene.roughness, scene.albedo, samples=config.render_samples, denoise=True, seed=config.seed,
         )  # fmt: skip
+        self.stage(job, render)
         gt_materials = self.work_dir(scene) / "gt_materials"
         if not (gt_materials / "materials.json").exists():
             write_ground_truth_materials(scene_dir / "gt" / "mesh.ply", scene, gt_materials)
-        self.stage(job, "relight-gt", self.relit_done(scene, "gt"), self.relight_command(scene, gt_materials, "gt"))
+        self.stage(job, self.relight_stage(scene, gt_materials, "gt", stage_name="relight-gt"))
+        self.update(job, "done")
         return job.stages["render"], job.stages["relight-gt"]
 
     def relit_dir(self, scene: SceneSpec, name: str) -> Path:
         return self.work_dir(scene) / f"relit_{name}"
-
-    def relit_done(self, scene: SceneSpec, name: str) -> Path:
-        """The last frame nero-relight writes (frames are written atomically, in order)."""
-        return self.relit_dir(scene, name) / f"{self.relight_view_ids(scene)[-1]}.png"
 
     def relight_view_ids(self, scene: SceneSpec) -> List[str]:
         from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
@@ -258,24 +197,24 @@ class Bench:
         ids = [view for view in SYNTHETIC_TEST_IDS if int(view) < self.config.num_views]
         return ids[: self.config.relight_views]
 
-    def relight_command(self, scene: SceneSpec, materials: Path, name: str) -> List[str]:
-        return [
-            self.cli("nero-relight"), "--mesh", str(materials / "mesh.ply"), "--material", str(materials), "--hdr", self.config.relight_environment,
-            "--cameras-from", str(self.scene_dir(scene)), "--view-ids", *self.relight_view_ids(scene),
-            "--samples", str(self.config.relight_samples), "--threads", str(self.config.threads),
-            "--output-dir", str(self.relit_dir(scene, name)),
-        ]  # fmt: skip
+    def relight_stage(self, scene: SceneSpec, materials: Path, name: str, stage_name: str = "relight") -> Stage:
+        """``nero-relight`` of the materials in ``materials`` from the scene's test views, into ``relit_<name>``."""
+        config = self.config
+        return relight_views_stage(
+            materials, config.relight_environment, self.relit_dir(scene, name), self.scene_dir(scene),
+            self.relight_view_ids(scene), config.relight_samples, config.threads, name=stage_name,
+        )  # fmt: skip
 
     def shape_job(self, scene: SceneSpec, kind: str) -> JobResult:
         """Stage I (``kind``: split-sum, neus-color or neus-facto), its mesh, shape and novel-view evaluations."""
         config = self.config
         job = JobResult(scene=scene.name, kind=kind)
-        work = self.work_dir(scene)
+        work, scene_dir = self.work_dir(scene), self.scene_dir(scene)
         mesh_path = work / f"mesh_{kind}.ply"
         spec = TrainSpec(
             kind="neus-facto" if kind == "neus-facto" else "shape",
             shading="neus-color" if kind == "neus-color" else "split-sum",
-            scene=str(self.scene_dir(scene)),
+            scene=str(scene_dir),
             output_dir=str(work / "runs"),
             experiment=f"{scene.name}_{kind}",
             result_path=str(work / f"train_{kind}.json"),
@@ -284,29 +223,17 @@ class Bench:
             threads=config.threads,
             seed=config.seed,
             full=config.full,
-            gt_mesh=str(self.scene_dir(scene) / "gt" / "mesh.ply"),
+            gt_mesh=str(scene_dir / "gt" / "mesh.ply"),
             curve_every=max(1, config.shape_steps // config.curve_points),
             curve_mesh_resolution=config.curve_mesh_resolution,
             mesh_resolution=config.mesh_resolution,
             mesh_path=str(mesh_path),
         )
-        self.update(job, "training")
-        job.reports["train"] = training = self.train(job, "shape training", spec)
-        self.update(job, "shape evaluation")
+        training = self.train(job, "train", "shape training", spec)
         shape_report = work / f"eval_shape_{kind}.json"
-        self.stage(
-            job, "eval shape", shape_report,
-            [self.cli("nero-eval"), "shape", "--mesh", str(mesh_path), "--data", str(self.scene_dir(scene)),
-             "--gt-mesh", str(self.scene_dir(scene) / "gt" / "mesh.ply"), "--output", str(shape_report)],
-        )  # fmt: skip
-        job.reports["shape"] = json.loads(shape_report.read_text())
-        self.update(job, "novel views")
+        self.report(job, "shape", eval_shape_stage(mesh_path, scene_dir, shape_report, name="eval shape"))
         nvs_report = work / f"eval_nvs_{kind}.json"
-        self.stage(
-            job, "eval nvs", nvs_report,
-            [self.cli("nero-eval"), "nvs", "--load-config", training["config_path"], "--output", str(nvs_report)],
-        )  # fmt: skip
-        job.reports["nvs"] = json.loads(nvs_report.read_text())
+        self.report(job, "nvs", eval_nvs_stage(Path(training["config_path"]), nvs_report, name="eval nvs"))
         if kind == "split-sum":
             self.material_stages(job, scene, mesh_path, "pipeline")
         self.update(job, "done")
@@ -322,10 +249,10 @@ class Bench:
     def material_stages(self, job: JobResult, scene: SceneSpec, mesh_path: Path, name: str) -> None:
         """Stage II on ``mesh_path``, material export and evaluation, relight and its evaluation."""
         config = self.config
-        work = self.work_dir(scene)
+        work, scene_dir = self.work_dir(scene), self.scene_dir(scene)
         spec = TrainSpec(
             kind="material",
-            scene=str(self.scene_dir(scene)),
+            scene=str(scene_dir),
             output_dir=str(work / "runs"),
             experiment=f"{scene.name}_{name}",
             result_path=str(work / f"train_material_{name}.json"),
@@ -336,33 +263,18 @@ class Bench:
             mesh_path=str(mesh_path),
             panel_path=str(work / f"material_panel_{name}.png"),
         )
-        self.update(job, "material training")
-        job.reports["material_train"] = training = self.train(job, "material training", spec)
+        training = self.train(job, "material_train", "material training", spec)
         materials = work / f"materials_{name}"
-        self.update(job, "material export")
-        self.stage(
-            job, "material export", materials / "material.glb",
-            [self.cli("nero-export"), "materials", "--load-config", training["config_path"],
-             "--output-dir", str(materials), "--texture-size", str(config.texture_size)],
-        )  # fmt: skip
-        self.update(job, "material evaluation")
+        load_config = Path(training["config_path"])
+        self.stage(job, export_materials_stage(load_config, materials, config.texture_size, name="material export"))
         materials_report = work / f"eval_materials_{name}.json"
-        self.stage(
-            job, "eval materials", materials_report,
-            [self.cli("nero-eval"), "materials", "--mesh", str(materials / "mesh.ply"), "--mesh-materials",
-             str(materials), "--data", str(self.scene_dir(scene)), "--output", str(materials_report)],
-        )  # fmt: skip
-        job.reports["materials"] = json.loads(materials_report.read_text())
-        self.update(job, "relight")
-        self.stage(job, "relight", self.relit_done(scene, name), self.relight_command(scene, materials, name))
+        evaluation = eval_materials_stage(materials, scene_dir, materials_report, name="eval materials")
+        self.report(job, "materials", evaluation)
+        self.stage(job, self.relight_stage(scene, materials, name))
         relight_report = work / f"eval_relight_{name}.json"
-        self.stage(
-            job, "eval relight", relight_report,
-            [self.cli("nero-eval"), "relight", "--pred", str(self.relit_dir(scene, name)),
-             "--gt", str(self.relit_dir(scene, "gt")), "--num-views", str(config.relight_views),
-             "--output", str(relight_report)],
-        )  # fmt: skip
-        job.reports["relight"] = json.loads(relight_report.read_text())
+        relit, relit_gt = self.relit_dir(scene, name), self.relit_dir(scene, "gt")
+        evaluation = eval_relight_stage(relit, relit_gt, config.relight_views, relight_report, name="eval relight")
+        self.report(job, "relight", evaluation)
 
     # Progress ---------------------------------------------------------------------------------------------------
     def update(self, job: JobResult, stage: str) -> None:

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import platform
-import resource
 import queue
+import resource
 import shlex
 import sys
 import time
@@ -28,8 +27,15 @@ from typing import Dict, List, Literal, Optional, Tuple
 import torch
 import tyro
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+from nero_nerfstudio.engine.step_timer import StepTimer
+from nero_nerfstudio.scripts.bench_train import (
+    machine_description,
+    quiet_trainer_config,
+    start_trainer,
+    training_progress,
+)
 
 Shading = Literal["split-sum", "neus-color"]
 RUN_LABELS: Dict[str, str] = {"split-sum": "NeRO (split-sum)", "neus-color": "NeuS colour MLP"}
@@ -99,8 +105,6 @@ def trainer_config(config: BenchShapeConfig, shading: Shading, run_root: Path, s
         small_trainer_config,
     )
 
-    from pipeline_train import quiet_trainer_config
-
     trainer = paper_trainer_config(config.steps) if config.full else small_trainer_config(config.steps)
     if shading == "neus-color":
         trainer.pipeline.model = neus_color_baseline(trainer.pipeline.model)
@@ -117,42 +121,16 @@ def train_and_export(config: BenchShapeConfig, shading: Shading, scene: Path) ->
     """Train one run, extract its mesh and return the measurements (runs in a child process)."""
     from nero_nerfstudio.export.mesh import extract_mesh, save_mesh
 
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
     trainer_cfg = trainer_config(config, shading, config.output_dir / "runs", scene)
-    trainer_cfg.save_config()
-    trainer = trainer_cfg.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    if trainer_cfg.machine.device_type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-
-    losses: List[float] = []
-    iteration_seconds: List[float] = []
-    train_iteration = trainer.train_iteration
-    progress = Progress(
-        TextColumn(f"[bold]{RUN_LABELS[shading]:<18}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-    )
-    task = progress.add_task("train", total=trainer_cfg.max_num_iterations, loss=float("nan"))
-
-    def timed_train_iteration(step: int):
-        start = time.perf_counter()
-        result = train_iteration(step)
-        losses.append(float(result[0].detach()))
-        iteration_seconds.append(time.perf_counter() - start)
-        progress.update(task, advance=1, loss=losses[-1])
-        return result
-
-    trainer.train_iteration = timed_train_iteration  # type: ignore[method-assign]
+    trainer = start_trainer(trainer_cfg, config.threads, config.seed)
+    cuda = trainer_cfg.machine.device_type == "cuda"
+    progress, task = training_progress(f"{RUN_LABELS[shading]:<18}", trainer_cfg.max_num_iterations)
+    timer = StepTimer(
+        synchronize_cuda=cuda, on_step=lambda step: progress.update(task, advance=1, loss=timer.losses[-1])
+    ).attach(trainer)
     with progress:
         trainer.train()
-    cuda_peak = None
-    if trainer_cfg.machine.device_type == "cuda":
-        cuda_peak = torch.cuda.max_memory_allocated() / 2**20
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     model = trainer.pipeline.model
     model.eval()
@@ -162,15 +140,14 @@ def train_and_export(config: BenchShapeConfig, shading: Shading, scene: Path) ->
     mesh_seconds = time.perf_counter() - start
     # The synthetic parser's normalised frame is the dataset frame (docs/architecture.md), so no transform.
     mesh_path = save_mesh(mesh, config.output_dir / f"mesh_{shading}.ply")
-    train_seconds = float(sum(iteration_seconds))
     return RunResult(
         shading=shading,
-        steps=len(iteration_seconds),
-        train_seconds=train_seconds,
-        steps_per_second=len(iteration_seconds) / train_seconds,
+        steps=len(timer.seconds),
+        train_seconds=timer.total_seconds,
+        steps_per_second=len(timer.seconds) / timer.total_seconds,
         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         cuda_peak_mib=cuda_peak,
-        final_loss=float(sum(losses[-20:]) / len(losses[-20:])),
+        final_loss=float(sum(timer.losses[-20:]) / len(timer.losses[-20:])),
         mesh_path=str(mesh_path),
         mesh_seconds=mesh_seconds,
         num_vertices=len(mesh.vertices),
@@ -259,36 +236,6 @@ def evaluate(result: RunResult, scene: Path) -> None:
     result.chamfer_depth_maps = evaluation.chamfer.chamfer if evaluation.chamfer else None
     result.normal_error_deg = evaluation.normal_error_deg
     result.eval_notes = list(evaluation.notes)
-
-
-def machine_description() -> Dict[str, str]:
-    import nerfstudio
-    from importlib.metadata import version
-
-    cpu_model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        total_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        memory = f"{total_kib / 2**20:.1f} GiB"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": cpu_model,
-        "ram": memory,
-        "gpu": gpu,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "nerfstudio": getattr(nerfstudio, "__version__", None) or version("nerfstudio"),
-        "load average at the end (1/5/15 min)": load,
-    }
 
 
 def _fmt(value: Optional[float], digits: int = 4) -> str:

@@ -12,6 +12,8 @@ from typing import List, Optional
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 
+from nero_nerfstudio.engine.step_timer import StepTimer
+
 
 @dataclass
 class TrainedShapeRun:
@@ -59,15 +61,8 @@ def train(config: TrainerConfig) -> TrainedShapeRun:
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
-    losses: List[float] = []
-    train_iteration = trainer.train_iteration
-
-    def recording_train_iteration(step: int):
-        result = train_iteration(step)
-        losses.append(float(result[0].detach()))
-        return result
-
-    trainer.train_iteration = recording_train_iteration  # type: ignore[method-assign]
+    # The loss of each step comes through nerfstudio's training callbacks (NeroTrainer exposes it to them).
+    step_timer = StepTimer().attach(trainer)
     trainer.train()
     checkpoints = sorted((config.get_base_dir() / "nerfstudio_models").glob("step-*.ckpt"))
     return TrainedShapeRun(
@@ -75,6 +70,6 @@ def train(config: TrainerConfig) -> TrainedShapeRun:
         run_dir=config.get_base_dir(),
         config_path=config.get_base_dir() / "config.yml",
         checkpoint_path=checkpoints[-1],
-        losses=losses,
+        losses=step_timer.losses,
         trainer=trainer,
     )

@@ -20,12 +20,10 @@ from nero_nerfstudio.data.dataparsers.nero_colmap_dataparser import (
     NeroCustomDataParserConfig,
     NeroRealDataParserConfig,
 )
-from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import (
-    NeroSyntheticDataParserConfig,
-    load_depth_and_mask,
-)
+from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.scenes.render_scene import RenderSceneConfig, camera_rig
 from nero_nerfstudio.scenes.similarity import Similarity
+from nero_nerfstudio.utils.synthetic_io import load_depth_and_mask
 
 SCENE_FIXTURES = ("synthetic_scene", "real_scene", "custom_scene")
 VISIBLE_TOLERANCE = 0.01

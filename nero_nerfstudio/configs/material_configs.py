@@ -1,6 +1,6 @@
 """nerfstudio method specifications of Stage II: ``nero-material`` and ``nero-material-small``.
 
-``nero-material`` is NeRO's Stage II as published (spec 1.2, 1.4; meant for a GPU). ``nero-material-small`` shrinks
+``nero-material`` is NeRO's Stage II as published (method.md §1.2, 1.4; meant for a GPU). ``nero-material-small`` shrinks
 the networks and Monte-Carlo sample counts and fits the schedule to a few thousand steps for CPU runs. Both need the
 Stage I mesh: ``--pipeline.model.mesh-path mesh.ply`` (dataset frame, as ``nero-export`` writes it).
 
@@ -9,41 +9,31 @@ This module is an entry point (imported by every ``ns-*`` command): keep it free
 
 from __future__ import annotations
 
-from nerfstudio.configs.base_config import LoggingConfig, ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from nero_nerfstudio.configs.common import PAPER_LEARNING_RATE, adam_warm_up_cosine, nero_trainer_config, rescale_step
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.data.datamanagers.mesh_ray_datamanager import MeshRayDataManagerConfig
-from nero_nerfstudio.engine.schedulers import WarmUpCosineSchedulerConfig
 from nero_nerfstudio.engine.trainer import NeroTrainerConfig
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
 from nero_nerfstudio.models.nero_material import NeroMaterialModelConfig
 
-# NeRO Stage II schedule (spec 1.2, 1.4).
+# NeRO Stage II schedule (method.md §1.2, 1.4).
 PAPER_STEPS = 100_000
-PAPER_LEARNING_RATE = 5e-4
 PAPER_WARM_UP_END = 1_000
 PAPER_SATURATION_REG_END = 2_000
-LR_FLOOR = 0.05
 
 
 def scaled_step(paper_step: int, max_steps: int) -> int:
     """A step of the paper's 100k-step schedule, moved to the same fraction of a ``max_steps`` run (at least 1)."""
-    return max(1, round(paper_step * max_steps / PAPER_STEPS))
+    return rescale_step(paper_step, max_steps, PAPER_STEPS)
 
 
 def stage_two_optimizers(max_steps: int, learning_rate: float = PAPER_LEARNING_RATE) -> dict:
     """NeRO's single Adam group (warm-up then cosine to a 5 % floor), warm-up scaled to ``max_steps``."""
-    return {
-        "fields": {
-            "optimizer": AdamOptimizerConfig(lr=learning_rate, eps=1e-8),
-            "scheduler": WarmUpCosineSchedulerConfig(
-                warm_up_end=scaled_step(PAPER_WARM_UP_END, max_steps), max_steps=max_steps, min_factor=LR_FLOOR
-            ),
-        }
-    }
+    return {"fields": adam_warm_up_cosine(learning_rate, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps)}
 
 
 def material_trainer_config(
@@ -57,14 +47,9 @@ def material_trainer_config(
 ) -> NeroTrainerConfig:
     """A Stage II trainer; the saturation guard's end is rescaled to ``max_steps`` like the warm-up."""
     model.saturation_reg_end = scaled_step(PAPER_SATURATION_REG_END, max_steps)
-    return NeroTrainerConfig(
-        method_name=method_name,
-        max_num_iterations=max_steps,
-        steps_per_save=steps_per_save,
-        steps_per_eval_batch=steps_per_eval,
-        steps_per_eval_image=steps_per_eval,
-        steps_per_eval_all_images=max_steps,
-        mixed_precision=False,
+    return nero_trainer_config(
+        method_name,
+        max_steps,
         pipeline=VanillaPipelineConfig(
             datamanager=MeshRayDataManagerConfig(
                 dataparser=NeroSyntheticDataParserConfig(),
@@ -74,9 +59,10 @@ def material_trainer_config(
             model=model,
         ),
         optimizers=stage_two_optimizers(max_steps, learning_rate),
+        steps_per_save=steps_per_save,
+        steps_per_eval=steps_per_eval,
+        steps_per_log=10,
         viewer=ViewerConfig(num_rays_per_chunk=model.eval_num_rays_per_chunk),
-        logging=LoggingConfig(steps_per_log=10),
-        vis="viewer",
     )
 
 

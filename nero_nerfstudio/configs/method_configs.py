@@ -1,6 +1,6 @@
 """nerfstudio method specifications of the plugin: ``nero-shape``, ``nero-shape-small``, ``nero-shape-fast``.
 
-``nero-shape`` is NeRO's Stage I as published (spec 1.2, 1.3; meant for a GPU). ``nero-shape-small`` shrinks the
+``nero-shape`` is NeRO's Stage I as published (method.md §1.2, 1.3; meant for a GPU). ``nero-shape-small`` shrinks the
 networks and sample counts, rescales the whole step schedule and raises the learning rate, aiming at a recognisable
 mesh of a 64-view 128x128 scene in about half an hour on two CPU cores. ``nero-shape-fast`` swaps the SDF's frequency encoding for a
 frequency + hash-grid encoding with a small MLP (GPU).
@@ -12,50 +12,42 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nerfstudio.configs.base_config import LoggingConfig
 from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, VanillaDataManagerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from nero_nerfstudio.configs.common import PAPER_LEARNING_RATE, adam_warm_up_cosine, nero_trainer_config, rescale_step
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
-from nero_nerfstudio.engine.schedulers import WarmUpCosineSchedulerConfig
 from nero_nerfstudio.engine.trainer import NeroTrainerConfig
 from nero_nerfstudio.fields.background_field import NerfPlusPlusFieldConfig
 from nero_nerfstudio.fields.sdf_field import NeroSDFFieldConfig
 from nero_nerfstudio.fields.split_sum_shading import SplitSumShadingConfig
+from nero_nerfstudio.model_components.nero_sampler import NeroSamplerConfig
 from nero_nerfstudio.models.nero_shape import NeroShapeModelConfig
 
-# NeRO Stage I schedule (spec 1.2, 1.3).
+# NeRO Stage I schedule (method.md §1.2, 1.3).
 PAPER_STEPS = 300_000
-PAPER_LEARNING_RATE = 5e-4
 PAPER_WARM_UP_END = 5_000
 PAPER_ANNEAL_END = 50_000
 PAPER_FREEZE_INV_S_STEP = 15_000
 PAPER_OCCLUSION_LOSS_START = 20_000
 PAPER_INIT_SDF_REG_END = 1_000
-LR_FLOOR = 0.05
 
 
 def stage_one_optimizers(learning_rate: float, warm_up_end: int, max_steps: int, hash_grid_lr: float = 0.0) -> dict:
     """NeRO's single Adam schedule (torch defaults, no weight decay) for every parameter group of the model."""
-    scheduler = WarmUpCosineSchedulerConfig(warm_up_end=warm_up_end, max_steps=max_steps, min_factor=LR_FLOOR)
     optimizers = {
-        name: {"optimizer": AdamOptimizerConfig(lr=learning_rate, eps=1e-8), "scheduler": replace(scheduler)}
-        for name in ("fields", "field_background")
+        name: adam_warm_up_cosine(learning_rate, warm_up_end, max_steps) for name in ("fields", "field_background")
     }
     if hash_grid_lr > 0.0:
-        optimizers["field_hash_grid"] = {
-            "optimizer": AdamOptimizerConfig(lr=hash_grid_lr, eps=1e-15),
-            "scheduler": replace(scheduler),
-        }
+        optimizers["field_hash_grid"] = adam_warm_up_cosine(hash_grid_lr, warm_up_end, max_steps, eps=1e-15)
     return optimizers
 
 
 def scaled_step(paper_step: int, max_steps: int) -> int:
     """A step of the paper's 300k-step schedule, moved to the same fraction of a ``max_steps`` run (at least 1)."""
-    return max(1, round(paper_step * max_steps / PAPER_STEPS))
+    return rescale_step(paper_step, max_steps, PAPER_STEPS)
 
 
 def scaled_model_config(model: NeroShapeModelConfig, max_steps: int) -> NeroShapeModelConfig:
@@ -102,20 +94,16 @@ def stage_one_trainer_config(
 ) -> NeroTrainerConfig:
     """A Stage I trainer whose whole schedule (model constants and learning-rate warm-up) is fitted to
     ``max_steps``."""
-    return NeroTrainerConfig(
-        method_name=method_name,
-        max_num_iterations=max_steps,
-        steps_per_save=steps_per_save,
-        steps_per_eval_batch=steps_per_eval,
-        steps_per_eval_image=steps_per_eval,
-        steps_per_eval_all_images=max_steps,
-        mixed_precision=False,
+    return nero_trainer_config(
+        method_name,
+        max_steps,
         pipeline=VanillaPipelineConfig(datamanager=nero_datamanager(512), model=scaled_model_config(model, max_steps)),
         optimizers=stage_one_optimizers(
             learning_rate, scaled_step(PAPER_WARM_UP_END, max_steps), max_steps, hash_grid_lr=hash_grid_lr
         ),
-        logging=LoggingConfig(steps_per_log=steps_per_log),
-        vis="viewer",
+        steps_per_save=steps_per_save,
+        steps_per_eval=steps_per_eval,
+        steps_per_log=steps_per_log,
     )
 
 
@@ -140,10 +128,7 @@ def small_trainer_config(max_steps: int = SMALL_STEPS) -> NeroTrainerConfig:
         sdf_field=NeroSDFFieldConfig(num_layers=4, hidden_dim=64, skip_layers=(2,), feature_dim=64),
         background_field=NerfPlusPlusFieldConfig(num_layers=4, hidden_dim=64, skip_layer=1, color_hidden_dim=32),
         shading=SplitSumShadingConfig(hidden_dim=64, num_layers=3, fused_material_head=True),
-        num_coarse_samples=32,
-        num_upsample_rounds=2,
-        num_upsample_per_round=16,
-        num_background_samples=16,
+        sampler=NeroSamplerConfig(num_coarse=32, num_upsample_rounds=2, num_upsample_per_round=16, num_background=16),
         occlusion_max_points=512,
         occlusion_num_march=32,
         occlusion_num_resample=8,

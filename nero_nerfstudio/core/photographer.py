@@ -1,4 +1,4 @@
-"""The photographer ("human") frame of each camera, where NeRO's photographer light lives (spec 3.5).
+"""The photographer ("human") frame of each camera, where NeRO's photographer light lives (method.md §3.5).
 
 The frame stands upright at the camera: its z = 0 plane is the vertical plane through the (dropped) camera centre,
 orthogonal to the horizontal viewing direction. Assumes a z-up world.

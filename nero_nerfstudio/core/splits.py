@@ -1,4 +1,4 @@
-"""NeRO's train/validation/test image splits (spec 2.4)."""
+"""NeRO's train/validation/test image splits (method.md §2.4)."""
 
 from __future__ import annotations
 

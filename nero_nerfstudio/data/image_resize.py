@@ -1,4 +1,4 @@
-"""NeRO's ``raw_<N>`` resolution rule: blur, downscale so the long side is N, scale the intrinsics (spec 2.2).
+"""NeRO's ``raw_<N>`` resolution rule: blur, downscale so the long side is N, scale the intrinsics (method.md §2.2).
 
 Downscaled copies are cached in ``images_raw_<N>/`` next to ``images/`` and reused on later runs.
 """

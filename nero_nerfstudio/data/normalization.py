@@ -1,4 +1,4 @@
-"""The similarity that puts a real (COLMAP) scene into NeRO's normalised frame (spec 2.2).
+"""The similarity that puts a real (COLMAP) scene into NeRO's normalised frame (method.md §2.2).
 
 ``x_n = s * R_n (x_colmap - c)``: the object's bounding-box centre ``c`` goes to the origin, its farthest point to
 the unit sphere, "up" to +z and the part of "forward" orthogonal to up to +x. Pure numpy, no file access; the
@@ -53,7 +53,7 @@ def normalizing_similarity(
         raise NeroDataError(points_source, f"needs at least 4 points with x, y, z, got array of shape {points.shape}")
     if not np.all(np.isfinite(points)):
         raise NeroDataError(points_source, "contains NaN or infinite coordinates")
-    # Bounding-box centre, not the mean: a dense patch of points must not pull the centre (spec 2.2).
+    # Bounding-box centre, not the mean: a dense patch of points must not pull the centre (method.md §2.2).
     center = (points.max(axis=0) + points.min(axis=0)) / 2.0
     radius = float(np.linalg.norm(points - center, axis=1).max())
     if radius < 1e-9:

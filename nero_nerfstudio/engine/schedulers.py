@@ -1,4 +1,4 @@
-"""NeRO's "warm_up_cos" learning-rate schedule (spec 1.2) as a nerfstudio scheduler.
+"""NeRO's "warm_up_cos" learning-rate schedule (method.md §1.2) as a nerfstudio scheduler.
 
 nerfstudio's :class:`~nerfstudio.engine.schedulers.CosineDecayScheduler` has the same formula but computes it with
 numpy, so the learning rates stored in checkpoints are numpy floats, which torch's default weights-only

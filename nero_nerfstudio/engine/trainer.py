@@ -8,13 +8,16 @@ skipped instead of stepped into the weights, and resumed runs that end at the pl
 * ``--load-dir`` resumes from the newest readable checkpoint (a damaged newer one is skipped with a warning) and
   ``max_num_iterations`` counts steps from the start of the run, so an interrupted and resumed run stops at the same
   step as an uninterrupted one (nerfstudio would run ``max_num_iterations`` more steps).
+
+``last_train_loss`` holds the total loss of the latest step for training callbacks, which nerfstudio calls with the
+step number only.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Dict, Type, cast
+from typing import Any, Dict, Optional, Type, cast
 
 import torch
 from nerfstudio.engine.trainer import TRAIN_INTERATION_OUTPUT, Trainer, TrainerConfig
@@ -43,6 +46,9 @@ class NeroTrainer(Trainer):
         super().__init__(config, local_rank, world_size)
         self.num_skipped_steps = 0
         """Batches whose optimizer step was skipped because of a non-finite loss or gradient."""
+        self.last_train_loss: Optional[torch.Tensor] = None
+        """Total loss of the latest training step (detached), for AFTER_TRAIN_ITERATION callbacks such as
+        ``engine/step_timer.py``: nerfstudio calls them with the step number only."""
 
     def train(self) -> None:
         """nerfstudio's training loop, run from the loaded step up to step ``max_num_iterations - 1``."""
@@ -126,6 +132,7 @@ class NeroTrainer(Trainer):
         with torch.autocast(device_type=device_type, enabled=self.mixed_precision):
             _, loss_dict, metrics_dict = self.pipeline.get_train_loss_dict(step=step)
             loss = functools.reduce(torch.add, loss_dict.values())
+        self.last_train_loss = loss.detach()
         self.grad_scaler.scale(loss).backward()  # type: ignore
 
         bad_gradients = [] if self.grad_scaler.is_enabled() else non_finite_gradients(self.pipeline.named_parameters())

@@ -1,4 +1,4 @@
-"""Chamfer distances: NeRO's point-set protocol (spec 6.1) and a mesh-to-mesh variant for ground-truth meshes.
+"""Chamfer distances: NeRO's point-set protocol (method.md §6.1) and a mesh-to-mesh variant for ground-truth meshes.
 
 Both are symmetric means of plain (not squared) Euclidean distances:
 ``CD = (mean_pred d(pred -> gt) + mean_gt d(gt -> pred)) / 2``.

@@ -15,13 +15,13 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.eval.scene_views import SceneView
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 from nero_nerfstudio.relight.material_inputs import VertexMaterials
+from nero_nerfstudio.utils.progress import counting_progress
 
 # A vertex is visible if the first hit along the ray towards it lies no closer than this fraction of the mesh's
 # bounding-box diagonal in front of it (the ray hits the vertex itself or a face sharing it).
@@ -82,8 +82,7 @@ def visible_vertices(caster: MeshRayCaster, views: Sequence[SceneView]) -> Bool[
     vertices = caster.vertices.astype(np.float64)
     tolerance = VISIBILITY_TOLERANCE * float(np.linalg.norm(vertices.max(axis=0) - vertices.min(axis=0)))
     visible = np.zeros(len(vertices), dtype=bool)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with counting_progress() as progress:
         task = progress.add_task("Finding visible vertices", total=len(views))
         for view in views:
             visible |= _visible_in_view(caster, vertices, view, tolerance)

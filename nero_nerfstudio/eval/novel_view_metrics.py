@@ -13,10 +13,11 @@ from typing import Any, Dict, List, Optional, Protocol
 import numpy as np
 import torch
 from nerfstudio.cameras.cameras import Cameras
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.eval.image_metrics import LpipsFunction, psnr, ssim
+from nero_nerfstudio.utils.progress import counting_progress
 
 
 class RenderableModel(Protocol):
@@ -55,10 +56,9 @@ def evaluate_novel_views(
     """Render every camera of ``dataset`` and score it against its image (RGB; an alpha channel is dropped)."""
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset has no images")
-    image_ids = list(getattr(dataset, "metadata", {}).get("image_ids", [])) or [str(i) for i in range(len(dataset))]
+    image_ids = list(getattr(dataset, "metadata", {}).get(NeroKey.IMAGE_IDS, [])) or [str(i) for i in range(len(dataset))]
     per_view = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with counting_progress() as progress:
         task = progress.add_task("Rendering held-out views", total=len(dataset))
         for index in range(len(dataset)):
             camera = dataset.cameras[index : index + 1].to(device)

@@ -1,6 +1,6 @@
 """Relighting accuracy: predicted relit images against ground-truth renders under the same environment.
 
-Protocol of NeRO's successors (anchors 1.2; NeRO ships no script): ground truth RGBA alpha-composited over white,
+Protocol of NeRO's successors (method.md §6.3; NeRO ships no script): ground truth RGBA alpha-composited over white,
 each predicted image rescaled per channel by least squares onto its ground truth (albedo and light colour are
 ambiguous), then PSNR/SSIM/LPIPS averaged over the first ``num_views`` views. Unscaled numbers are reported too.
 A predicted RGBA image (Blender's transparent film) is composited over the same background.

@@ -10,17 +10,10 @@ from typing import Any, Dict, List, Literal, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from nero_nerfstudio.data.dataparsers.nero_colmap_dataparser import (
-    find_model_folder,
-    read_colmap_cameras,
-    read_point_cloud,
-)
-from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import (
-    NeroSyntheticDataParserConfig,
-    load_camera_pickle,
-)
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
+from nero_nerfstudio.utils.colmap_io import find_model_folder, read_colmap_cameras, read_point_cloud
+from nero_nerfstudio.utils.synthetic_io import load_camera_pickle, synthetic_view_ids
 
 SceneLayout = Literal["synthetic", "colmap"]
 ViewSelection = Literal["test", "all"]
@@ -61,7 +54,9 @@ def select_synthetic_ids(all_ids: Sequence[str], selection: ViewSelection) -> Li
 
 def load_synthetic_views(folder: Path, selection: ViewSelection = "all") -> List[SceneView]:
     """Cameras (and depth files, if present) of a GlossySynthetic folder; see :func:`select_synthetic_ids`."""
-    all_ids = NeroSyntheticDataParserConfig(data=folder).setup().image_ids()
+    if not folder.is_dir():
+        raise NeroDataError(folder, "dataset folder not found")
+    all_ids = synthetic_view_ids(folder)
     views = []
     for image_id in select_synthetic_ids(all_ids, selection):
         w2c, intrinsics = load_camera_pickle(folder / f"{image_id}-camera.pkl")
@@ -97,7 +92,7 @@ def load_scene_views(folder: Path, selection: ViewSelection = "all") -> List[Sce
 
 
 def dataset_to_normalized_scale(folder: Path) -> float:
-    """Length scale from the dataset frame to NeRO's normalised frame (spec 2.2).
+    """Length scale from the dataset frame to NeRO's normalised frame (method.md §2.2).
 
     GlossySynthetic is already normalised (1). GlossyReal/custom: ``1 / max ‖x - c‖`` over
     ``object_point_cloud.ply`` with ``c`` its bounding-box centre; the rotation and centre do not change distances.

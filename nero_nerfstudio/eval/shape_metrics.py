@@ -1,6 +1,6 @@
 """Shape evaluation of a predicted mesh against a scene: NeRO's depth-map Chamfer, normal error, GT-mesh Chamfer.
 
-* ``chamfer`` (spec 6.1, GlossySynthetic only): GT points are the test views' depth maps lifted to 3D; predicted
+* ``chamfer`` (method.md §6.1, GlossySynthetic only): GT points are the test views' depth maps lifted to 3D; predicted
   points are the predicted mesh ray-cast into the same views (instead of NeRO's OpenGL rasterisation) and lifted
   the same way; both voxel-downsampled at 0.01; symmetric mean nearest-neighbour distance. Only surfaces seen by
   the views count, so hidden interior junk is not penalised.
@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import load_depth_and_mask
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 from nero_nerfstudio.eval.chamfer import (
@@ -34,7 +32,6 @@ from nero_nerfstudio.eval.chamfer import (
     voxel_downsample,
 )
 from nero_nerfstudio.eval.mesh_loading import load_ground_truth_geometry
-from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
 from nero_nerfstudio.eval.scene_views import (
     SceneView,
     ViewSelection,
@@ -44,6 +41,9 @@ from nero_nerfstudio.eval.scene_views import (
 )
 from nero_nerfstudio.eval.view_geometry import backproject_depth, cast_view, normal_angular_error_deg
 from nero_nerfstudio.raycasting.factory import RayCasterBackend, make_ray_caster
+from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
+from nero_nerfstudio.utils.progress import counting_progress
+from nero_nerfstudio.utils.synthetic_io import load_depth_and_mask
 
 
 @dataclass
@@ -78,10 +78,6 @@ class DepthMapComparison:
     """``[K]`` per-pixel angles over views with GT normals, or None if no view has them."""
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-
-
 def compare_with_depth_maps(
     pred_vertices: np.ndarray,
     pred_faces: np.ndarray,
@@ -100,7 +96,7 @@ def compare_with_depth_maps(
     """
     caster = make_ray_caster(pred_vertices, pred_faces, backend=backend)
     gt_points, pred_points, normal_errors = [], [], []
-    with _progress() as progress:
+    with counting_progress() as progress:
         task = progress.add_task("Casting the mesh into the views", total=len(views))
         for view in views:
             assert view.depth_path is not None

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from torch import Tensor
+
+from nero_nerfstudio.utils.progress import transient_progress
 
 CONSOLE = Console()
 
@@ -22,7 +23,7 @@ MaterialFn = Callable[[Float[Tensor, "num_points 3"]], Dict[str, Tensor]]
 
 * ``metallic`` ``[num_points, 1]`` in [0, 1];
 * ``roughness`` ``[num_points, 1]``: perceptual roughness ``sqrt(alpha)`` in [0, 1], where ``alpha`` is the GGX
-  alpha the Stage II network predicts (spec 4.2);
+  alpha the Stage II network predicts (method.md §4.2);
 * ``albedo`` ``[num_points, 3]``: linear RGB in [0, 1].
 """
 
@@ -94,14 +95,7 @@ def query_materials(
         raise ValueError(f"points must be [num_points, 3], got {points.shape}")
     num_points = points.shape[0]
     materials = {name: np.zeros((num_points, channels), np.float32) for name, channels in MATERIAL_CHANNELS.items()}
-    progress = Progress(
-        TextColumn(f"[bold]{description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-        transient=True,
-    )
+    progress = transient_progress(f"[bold]{description}", CONSOLE)
     with progress:
         task = progress.add_task("materials", total=num_points)
         for start in range(0, num_points, batch_size):

@@ -6,7 +6,7 @@ roughness ``sqrt(alpha)`` and albedo), so the export does not depend on how the 
 
 Files written to the output folder:
 
-* per vertex (NeRO-compatible, spec 4.7): ``metallic.npy`` ``[V, 1]``, ``roughness.npy`` ``[V, 1]``,
+* per vertex (NeRO-compatible, method.md §4.7): ``metallic.npy`` ``[V, 1]``, ``roughness.npy`` ``[V, 1]``,
   ``albedo.npy`` ``[V, 3]``, float32, **all three sRGB-encoded** (NeRO pre-encodes because Blender decodes vertex
   colours from sRGB), in the vertex order of ``mesh.ply`` (the mesh, copied; read it without merging vertices:
   ``trimesh.load(path, process=False)``, or open3d), plus ``materials.json`` describing this;
@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.export.mesh import load_dataparser_transform, transform_to_normalized_frame
 from nero_nerfstudio.export.material_query import DEFAULT_BATCH_SIZE, MaterialFn, MaterialFnError, query_materials
 from nero_nerfstudio.export.uv_baking import BakedMaterials, bake_material_maps
@@ -96,7 +97,7 @@ def export_vertex_materials(
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: Union[str, torch.device] = "cpu",
 ) -> Dict[str, Path]:
-    """Write NeRO's per-vertex material files (spec 4.7) and a copy of the mesh into ``output_dir``.
+    """Write NeRO's per-vertex material files (method.md §4.7) and a copy of the mesh into ``output_dir``.
 
     ``metallic.npy`` ``[V, 1]``, ``roughness.npy`` ``[V, 1]`` (of ``sqrt(alpha)``) and ``albedo.npy`` ``[V, 3]`` are
     float32 and **sRGB-encoded** (``linear_to_srgb`` of the linear values, as NeRO writes them; decode with
@@ -337,7 +338,7 @@ class ExportMaterials:
                 self.load_config,
                 f"model {type(model).__name__} has no material_fn; material export needs a nero-material run",
             )
-        up_axis = pipeline.datamanager.train_dataparser_outputs.metadata.get("up_axis", "y")
+        up_axis = pipeline.datamanager.train_dataparser_outputs.metadata.get(NeroKey.UP_AXIS, "y")
         mesh_path = self.mesh_path if self.mesh_path is not None else Path(model.config.mesh_path)
         # Meshes are exchanged in the dataset frame (nero-export mesh's default); the materials live in the run's
         # normalised frame, where the export is written too (NeRO's relighting frame: object in the unit sphere).

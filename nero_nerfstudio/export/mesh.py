@@ -15,7 +15,6 @@ import torch
 import trimesh
 from jaxtyping import Float
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from skimage.measure import marching_cubes
 from torch import Tensor
 
@@ -23,6 +22,7 @@ from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.frames import dataset_to_normalised_matrix, normalised_to_dataset_matrix
 from nero_nerfstudio.utils.io import atomic_path
 from nero_nerfstudio.utils.mesh_io import MESH_SUFFIXES
+from nero_nerfstudio.utils.progress import transient_progress
 
 CONSOLE = Console()
 
@@ -79,14 +79,7 @@ def evaluate_sdf_grid(
     num_points = resolution**3
     sdf_grid = np.full(num_points, OUTSIDE_SDF_VALUE, dtype=np.float32)
 
-    progress = Progress(
-        TextColumn("[bold]Evaluating SDF grid {task.fields[resolution]}³"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-        transient=True,
-    )
+    progress = transient_progress("[bold]Evaluating SDF grid {task.fields[resolution]}³", CONSOLE)
     with progress:
         task = progress.add_task("sdf", total=num_points, resolution=resolution)
         for start in range(0, num_points, chunk_size):

@@ -1,4 +1,4 @@
-"""Input encodings of NeRO's Stage I networks (spec 3.1).
+"""Input encodings of NeRO's Stage I networks (method.md §3.1).
 
 * :class:`FrequencyEncoding`: NeRO/NeuS positional encoding (powers of two, no pi, input included).
 * :class:`IntegratedDirectionalEncoding`: Ref-NeRF's integrated directional encoding (IDE).

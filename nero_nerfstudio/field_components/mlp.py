@@ -1,4 +1,4 @@
-"""NeRO's small weight-normalised predictor ("MLP4", spec 3.2)."""
+"""NeRO's small weight-normalised predictor ("MLP4", method.md §3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""NeRF++ "outer" field for everything outside the unit sphere (spec 3.3, background MLP).
+"""NeRF++ "outer" field for everything outside the unit sphere (method.md §3.3, background MLP).
 
 A point ``p`` with ``|p| > 1`` is re-parametrised as ``(p / |p|, 1 / |p|)`` (4-D, bounded), frequency-encoded
 and fed to an 8-layer ReLU MLP with one skip; colour also depends on the encoded view direction. Plain

@@ -1,4 +1,4 @@
-"""Stage II lights (spec 4.3): outer (environment) light, inner (object self-emission) light, photographer light.
+"""Stage II lights (method.md §4.3): outer (environment) light, inner (object self-emission) light, photographer light.
 
 Incident radiance along a sampled direction ``w`` from a surface point ``x`` is found by casting ``x + 1e-5 w``
 against the fixed mesh:
@@ -24,8 +24,12 @@ from nero_nerfstudio.field_components.encodings import (
     integrated_positional_encoding,
 )
 from nero_nerfstudio.field_components.mlp import WeightNormMLP
-from nero_nerfstudio.model_components.ggx import reflect
-from nero_nerfstudio.model_components.photographer_light import intersect_photographer_plane
+from nero_nerfstudio.model_components.microfacet import reflect, sphere_exit_distance
+from nero_nerfstudio.model_components.photographer_light import (
+    PHOTOGRAPHER_IPE_SCALES,
+    STAGE_TWO_PHOTOGRAPHER_LIGHT_BIAS,
+    intersect_photographer_plane,
+)
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
 OuterLightType = Literal["direction", "sphere_direction"]
@@ -34,9 +38,6 @@ LIGHT_BIAS = math.log(0.5)
 """Initial output of the outer and inner lights: 0.5."""
 LIGHT_EXP_MAX = 5.0
 """Exponent cap of the outer and inner lights: radiance <= e^5."""
-PHOTOGRAPHER_LIGHT_BIAS = math.log(0.02)
-"""Initial photographer light and weight: 0.02 (Stage II)."""
-PHOTOGRAPHER_IPE_SCALES = 6
 SECONDARY_RAY_OFFSET = 1e-5
 """Secondary rays start this far along their direction, and hits this close are treated as self-hits."""
 MAX_START_RADIUS = 0.999
@@ -52,11 +53,7 @@ def sphere_exit_points(
     """
     norm = points.norm(dim=-1, keepdim=True)
     points = torch.where(norm > MAX_START_RADIUS, points * MAX_START_RADIUS, points)
-    point_dot_dir = (points * directions).sum(-1, keepdim=True)
-    squared_norm = (points * points).sum(-1, keepdim=True)
-    # Inside the sphere the discriminant is positive; the clamp only guards rounding.
-    exit_distance = -point_dot_dir + torch.sqrt((point_dot_dir**2 - squared_norm + 1.0).clamp_min(0.0))
-    return points + directions * exit_distance
+    return points + directions * sphere_exit_distance(points, directions)
 
 
 class OuterLightField(nn.Module):
@@ -126,7 +123,7 @@ class InnerLightField(nn.Module):
 
 
 class PhotographerLightField(nn.Module):
-    """Light reflected off the photographer (spec 3.5, Stage II: sharp hits, bias log 0.02, values <= 1).
+    """Light reflected off the photographer (method.md §3.5, Stage II: sharp hits, bias log 0.02, values <= 1).
 
     Args:
         hidden_dim: MLP width (NeRO: 256).
@@ -134,8 +131,9 @@ class PhotographerLightField(nn.Module):
 
     def __init__(self, hidden_dim: int = 256) -> None:
         super().__init__()
+        in_dim = 4 * PHOTOGRAPHER_IPE_SCALES
         self.mlp = WeightNormMLP(
-            4 * PHOTOGRAPHER_IPE_SCALES, 4, hidden_dim, 4, output_activation="exp", final_bias=PHOTOGRAPHER_LIGHT_BIAS
+            in_dim, 4, hidden_dim, 4, output_activation="exp", final_bias=STAGE_TWO_PHOTOGRAPHER_LIGHT_BIAS
         )
 
     def forward(

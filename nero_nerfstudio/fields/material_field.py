@@ -1,4 +1,4 @@
-"""Stage II material network (spec 4.2): metallic, GGX alpha and albedo as functions of the surface position.
+"""Stage II material network (method.md §4.2): metallic, GGX alpha and albedo as functions of the surface position.
 
 A feature network on the frequency-encoded position (two weight-normalised blocks with a skip of the encoding into
 the second) feeds three sigmoid heads that also see the raw position. The roughness head's sigmoid is remapped to
@@ -22,6 +22,8 @@ from nero_nerfstudio.field_components.mlp import WeightNormMLP
 MIN_ROUGHNESS = 0.04
 """Smallest perceptual roughness; the GGX alpha never drops below its square."""
 MIN_ALPHA = MIN_ROUGHNESS**2
+NERO_EPS_PERCEPTUAL_ROUGHNESS = 1e-7
+"""NeRO floors alpha at this before the square root of its roughness export (keeps the root differentiable)."""
 
 
 def alpha_from_sigmoid(sigmoid: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*batch 1"]:
@@ -30,8 +32,8 @@ def alpha_from_sigmoid(sigmoid: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*ba
 
 
 def perceptual_roughness(alpha: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*batch 1"]:
-    """Exported / displayed roughness ``sqrt(alpha)`` (alpha floored at 1e-7 so the root stays differentiable)."""
-    return torch.sqrt(alpha.clamp_min(1e-7))
+    """Exported / displayed roughness ``sqrt(max(alpha, NERO_EPS_PERCEPTUAL_ROUGHNESS))``."""
+    return torch.sqrt(alpha.clamp_min(NERO_EPS_PERCEPTUAL_ROUGHNESS))
 
 
 @dataclass

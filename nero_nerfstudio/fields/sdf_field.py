@@ -1,4 +1,4 @@
-"""NeRO's signed-distance field: NeuS SDF MLP with geometric initialisation plus the NeuS variance (spec 3.3).
+"""NeRO's signed-distance field: NeuS SDF MLP with geometric initialisation plus the NeuS variance (method.md §3.3).
 
 The network maps a point of the normalised frame (object inside the unit sphere) to ``[sdf, feature]``; the
 feature feeds the split-sum shader. Optionally a multi-resolution hash grid is concatenated with the frequency
@@ -186,9 +186,11 @@ class NeroSDFField(Field):
             sdf, feature = sdf.detach(), feature.detach()
         return sdf, feature, gradient
 
-    def inv_s(self) -> Float[Tensor, "1"]:
-        """NeuS sharpness ``exp(10 v)``, clipped to ``[1e-6, 1e6]``."""
-        return torch.exp(10.0 * self.variance).clamp(INV_S_MIN, INV_S_MAX)
+    def inv_s(self, clipped: bool = True) -> Float[Tensor, "1"]:
+        """NeuS sharpness ``exp(10 v)``, clipped to ``[1e-6, 1e6]`` for rendering; the occlusion march uses it
+        unclipped (``clipped=False``), as NeRO does."""
+        inv_s = torch.exp(10.0 * self.variance)
+        return inv_s.clamp(INV_S_MIN, INV_S_MAX) if clipped else inv_s
 
     def get_density(self, ray_samples: RaySamples) -> Tuple[Tensor, Tensor]:
         """Not defined: NeRO turns the SDF into alpha with the NeuS formula, never into a density."""

@@ -1,4 +1,4 @@
-"""NeRO's Stage I shader: split-sum reflective shading from SDF features (spec 3.3, "AppShadingNetwork").
+"""NeRO's Stage I shader: split-sum reflective shading from SDF features (method.md §3.3, "AppShadingNetwork").
 
 Per shading point: material heads give metallic ``m``, roughness ``rho`` and albedo ``a``; lights are MLPs of
 integrated directional encodings. With ``r = 2 (v.n) n - v``::
@@ -28,13 +28,16 @@ from nero_nerfstudio.field_components.encodings import (
 )
 from nero_nerfstudio.field_components.mlp import WeightNormMLP
 from nero_nerfstudio.model_components.brdf_lut import SplitSumLUT
-from nero_nerfstudio.model_components.photographer_light import intersect_photographer_plane
+from nero_nerfstudio.model_components.microfacet import base_reflectance, reflect
+from nero_nerfstudio.model_components.photographer_light import (
+    PHOTOGRAPHER_IPE_SCALES,
+    STAGE_ONE_PHOTOGRAPHER_LIGHT_BIAS,
+    intersect_photographer_plane,
+)
 from nero_nerfstudio.utils.color import linear_to_srgb
 
 LIGHT_BIAS = math.log(0.5)
 OCCLUSION_BIAS = -0.95
-PHOTOGRAPHER_LIGHT_BIAS = math.log(0.01)
-DIELECTRIC_F0 = 0.04
 
 
 @dataclass
@@ -59,7 +62,7 @@ class SplitSumShadingConfig(InstantiateConfig):
     """Octaves of the frequency encoding of the reflection direction for the occlusion MLP."""
     ide_degree_exponent: int = 5
     """IDE degrees 1, 2, 4, ..., 2^(n-1)."""
-    photographer_ipe_scales: int = 6
+    photographer_ipe_scales: int = PHOTOGRAPHER_IPE_SCALES
     """Scales of the integrated positional encoding of the photographer-plane hit."""
 
 
@@ -107,7 +110,10 @@ class SplitSumShadingField(nn.Module):
         if config.photographer_light:
             # Always bounded to (0, 1] (default cap), whatever light_exp_max says.
             self.photographer_mlp = mlp(
-                4 * config.photographer_ipe_scales, 4, output_activation="exp", final_bias=PHOTOGRAPHER_LIGHT_BIAS
+                4 * config.photographer_ipe_scales,
+                4,
+                output_activation="exp",
+                final_bias=STAGE_ONE_PHOTOGRAPHER_LIGHT_BIAS,
             )
 
     def get_materials(
@@ -153,7 +159,7 @@ class SplitSumShadingField(nn.Module):
         metallic, roughness, albedo = materials["metallic"], materials["roughness"], materials["albedo"]
 
         n_dot_v = (normals * view_dirs).sum(dim=-1, keepdim=True)
-        reflect_dir = 2.0 * n_dot_v * normals - view_dirs
+        reflect_dir = reflect(view_dirs, normals)
 
         # One pass of the direct-light MLP for the specular (reflection, rho) and diffuse (normal, 1) lookups.
         reflect_ide = self.ide(reflect_dir, roughness)
@@ -189,7 +195,7 @@ class SplitSumShadingField(nn.Module):
 
         diffuse_albedo = (1.0 - metallic) * albedo
         diffuse_color = diffuse_albedo * diffuse_light
-        specular_albedo = DIELECTRIC_F0 * (1.0 - metallic) + metallic * albedo
+        specular_albedo = base_reflectance(metallic, albedo)
         scale_bias = self.brdf_lut(n_dot_v.clamp(0.0, 1.0), roughness.clamp(0.0, 1.0))
         specular_ref = specular_albedo * scale_bias[:, 0:1] + scale_bias[:, 1:2]
         specular_color = specular_ref * specular_light

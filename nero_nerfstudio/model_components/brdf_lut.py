@@ -2,7 +2,7 @@
 
 The split-sum approximation writes the specular reflectance integral as ``F0 * A + B``, where ``A`` (scale)
 and ``B`` (bias) depend only on ``n . v`` and the perceptual roughness ``r``. The table is regenerated here by
-numerical integration (spec 5.3) instead of being copied: GGX half vectors with ``alpha = r^2`` are
+numerical integration (method.md §5.3) instead of being copied: GGX half vectors with ``alpha = r^2`` are
 importance-sampled from a Hammersley set (deterministic), reflected into light directions, and weighted
 with the height-correlated Smith visibility.
 
@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.model_components.microfacet import GGXMicrofacet
 from nero_nerfstudio.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ def integrate_split_sum(n_dot_v: np.ndarray, roughness: float, num_samples: int 
     alpha = float(roughness) ** 2
     unit_square = hammersley_points(num_samples)
     # GGX importance sampling of the half vector around n = +z (pdf D(h) (n.h)).
-    cos_h = np.sqrt((1.0 - unit_square[:, 0]) / (1.0 + (alpha * alpha - 1.0) * unit_square[:, 0]))
+    lobe = GGXMicrofacet(torch.tensor(alpha, dtype=torch.float64), nero_numerics=False)
+    cos_h = lobe.sample_cos_theta(torch.from_numpy(unit_square[:, 0])).numpy()
     sin_h = np.sqrt(np.clip(1.0 - cos_h * cos_h, 0.0, 1.0))
     phi = 2.0 * np.pi * unit_square[:, 1]
     half_x = sin_h * np.cos(phi)

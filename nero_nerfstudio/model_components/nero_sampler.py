@@ -1,4 +1,4 @@
-"""NeRO's ray sampler (spec 3.6): uniform + NeuS up-sampling inside the unit sphere, inverse-depth background.
+"""NeRO's ray sampler (method.md §3.6): uniform + NeuS up-sampling inside the unit sphere, inverse-depth background.
 
 Per ray: ``num_coarse`` uniform depths on the chord ``[near, far]`` around the unit sphere, then ``num_upsample_rounds``
 rounds of ``num_upsample_per_round`` deterministic NeuS importance samples, then ``num_background`` depths spaced
@@ -9,11 +9,13 @@ next (so a sample's shading point is the middle of its interval, as in NeRO's re
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple, Type
 
 import torch
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RayBundle, RaySamples
+from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.model_components.ray_samplers import Sampler
 from torch import Tensor
 
@@ -75,47 +77,50 @@ def points_at(
     return origins[:, None, :] + directions[:, None, :] * depths[..., None]
 
 
+@dataclass
+class NeroSamplerConfig(InstantiateConfig):
+    """Configuration of :class:`NeroSampler` (defaults = NeRO's). The Stage I model builds its sampler from this
+    config alone, so another sampler with the same call (``sampler(ray_bundle, sdf_fn=..., inv_s=...)`` ->
+    ``RaySamples``) is swapped in by giving the model another config."""
+
+    _target: Type = field(default_factory=lambda: NeroSampler)
+    num_coarse: int = 64
+    """Uniform samples on the unit-sphere chord."""
+    num_upsample_rounds: int = 4
+    """Rounds of NeuS up-sampling."""
+    num_upsample_per_round: int = 16
+    """Samples added per up-sampling round."""
+    num_background: int = 32
+    """Inverse-depth samples beyond the sphere."""
+    base_variance: float = 64.0
+    """NeuS sharpness of up-sampling round i is base_variance * 2^i."""
+    clip_sample_variance: bool = True
+    """Cap the up-sampling sharpness at the field's current inv_s."""
+
+
 class NeroSampler(Sampler):
-    """Sampler of NeRO's shape stage (spec 3.6).
+    """Sampler of NeRO's shape stage (method.md §3.6).
 
     Args:
-        num_coarse: uniform samples on the sphere chord (NeRO: 64).
-        num_upsample_rounds: rounds of NeuS up-sampling (NeRO: 4).
-        num_upsample_per_round: deterministic importance samples added per round (NeRO: 16).
-        num_background: inverse-depth samples beyond the sphere (NeRO: 32).
-        base_variance: NeuS sharpness of round ``i`` is ``base_variance * 2**i`` (NeRO: 64).
-        clip_sample_variance: cap each round's sharpness at the field's current ``inv_s``.
+        config: the sampler's settings (:class:`NeroSamplerConfig`).
     """
 
-    def __init__(
-        self,
-        num_coarse: int = 64,
-        num_upsample_rounds: int = 4,
-        num_upsample_per_round: int = 16,
-        num_background: int = 32,
-        base_variance: float = 64.0,
-        clip_sample_variance: bool = True,
-    ) -> None:
+    def __init__(self, config: NeroSamplerConfig) -> None:
         super().__init__()
-        if num_coarse < 2:
-            raise ValueError(f"num_coarse must be at least 2, got {num_coarse}")
-        if num_background < 1:
-            raise ValueError(f"num_background must be at least 1, got {num_background}")
-        self.num_coarse = num_coarse
-        self.num_upsample_rounds = num_upsample_rounds
-        self.num_upsample_per_round = num_upsample_per_round
-        self.num_background = num_background
-        self.base_variance = base_variance
-        self.clip_sample_variance = clip_sample_variance
+        if config.num_coarse < 2:
+            raise ValueError(f"num_coarse must be at least 2, got {config.num_coarse}")
+        if config.num_background < 1:
+            raise ValueError(f"num_background must be at least 1, got {config.num_background}")
+        self.config = config
 
     @property
     def num_inside(self) -> int:
         """Number of depths on the sphere chord (coarse + up-sampled)."""
-        return self.num_coarse + self.num_upsample_rounds * self.num_upsample_per_round
+        return self.config.num_coarse + self.config.num_upsample_rounds * self.config.num_upsample_per_round
 
     @property
     def num_samples_per_ray(self) -> int:
-        return self.num_inside + self.num_background
+        return self.num_inside + self.config.num_background
 
     @torch.no_grad()
     def upsample(
@@ -131,14 +136,14 @@ class NeroSampler(Sampler):
         points = points_at(origins, directions, depths)
         sdf = sdf_fn(points.reshape(-1, 3)).reshape(num_rays, -1)
         radius = points.norm(dim=-1)
-        for round_index in range(self.num_upsample_rounds):
-            sharpness = self.base_variance * 2**round_index
-            if self.clip_sample_variance and inv_s is not None:
+        for round_index in range(self.config.num_upsample_rounds):
+            sharpness = self.config.base_variance * 2**round_index
+            if self.config.clip_sample_variance and inv_s is not None:
                 sharpness = min(sharpness, inv_s)
             weights = upsample_weights(depths, sdf, radius, sharpness)
-            new_depths = sample_pdf_deterministic(depths, weights, self.num_upsample_per_round)
+            new_depths = sample_pdf_deterministic(depths, weights, self.config.num_upsample_per_round)
             depths, order = torch.sort(torch.cat([depths, new_depths], dim=-1), dim=-1)
-            if round_index < self.num_upsample_rounds - 1:
+            if round_index < self.config.num_upsample_rounds - 1:
                 new_points = points_at(origins, directions, new_depths)
                 new_sdf = sdf_fn(new_points.reshape(-1, 3)).reshape(num_rays, -1)
                 sdf = torch.gather(torch.cat([sdf, new_sdf], dim=-1), 1, order)
@@ -169,10 +174,10 @@ class NeroSampler(Sampler):
         origins, directions = ray_bundle.origins, ray_bundle.directions
         nears, fars = sphere_near_far(origins, directions)
         perturb = self.training
-        inside = coarse_depths(nears, fars, self.num_coarse, perturb)
-        if self.num_upsample_rounds > 0 and self.num_upsample_per_round > 0:
+        inside = coarse_depths(nears, fars, self.config.num_coarse, perturb)
+        if self.config.num_upsample_rounds > 0 and self.config.num_upsample_per_round > 0:
             inside = self.upsample(origins, directions, inside, sdf_fn, inv_s)
-        depths = torch.cat([inside, background_depths(fars, self.num_background, perturb)], dim=-1)
+        depths = torch.cat([inside, background_depths(fars, self.config.num_background, perturb)], dim=-1)
         deltas = depths[:, 1:] - depths[:, :-1]
         deltas = torch.cat([deltas, deltas[:, -1:]], dim=-1)
         return ray_bundle.get_ray_samples(bin_starts=depths[..., None], bin_ends=(depths + deltas)[..., None])

@@ -2,7 +2,7 @@
 
 All three share the "logistic CDF" alpha of an interval whose SDF goes from ``f_prev`` to ``f_next``
 (``alpha = (Phi(f_prev) - Phi(f_next) + 1e-5) / (Phi(f_prev) + 1e-5)``, ``Phi = sigmoid(inv_s * .)``); they differ in
-how the two end values are estimated (spec 3.6, 3.7, 3.8).
+how the two end values are estimated (method.md §3.6, 3.7, 3.8).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def render_alpha(
     inv_s: Union[float, Tensor],
     cos_anneal_ratio: float,
 ) -> Float[Tensor, "num_samples 1"]:
-    """Rendering alpha of samples with the SDF and its gradient at the interval midpoint (spec 3.7).
+    """Rendering alpha of samples with the SDF and its gradient at the interval midpoint (method.md §3.7).
 
     The slope is the cosine-annealed ``-[relu(-c/2 + 1/2) (1 - r) + relu(-c) r]`` with ``c = d . grad f``: early in
     training (``r = 0``) even back-facing intervals get some opacity, which helps the surface form.
@@ -57,7 +57,7 @@ def upsample_weights(
     radius: Float[Tensor, "num_rays num_samples"],
     inv_s: float,
 ) -> Float[Tensor, "num_rays num_samples-1"]:
-    """Weights of the intervals between consecutive samples for NeuS hierarchical up-sampling (spec 3.6).
+    """Weights of the intervals between consecutive samples for NeuS hierarchical up-sampling (method.md §3.6).
 
     The slope of each interval is the smaller of its own and its predecessor's (the first interval's predecessor
     counts as 0), clipped to ``[-1000, 0]``, and zeroed when both ends lie outside the unit sphere.
@@ -79,7 +79,7 @@ def entering_surface_weights(
     sdf: Float[Tensor, "num_rays num_samples"],
     inv_s: Union[float, Tensor],
 ) -> Float[Tensor, "num_rays num_samples-1"]:
-    """Weights of the intervals along a secondary ray where only intervals entering a surface count (spec 3.8).
+    """Weights of the intervals along a secondary ray where only intervals entering a surface count (method.md §3.8).
 
     Unlike :func:`upsample_weights` there is no "min with the previous interval", no clip and no sphere mask.
     """

@@ -1,4 +1,4 @@
-"""The occlusion "ground truth" of NeRO's shape stage (spec 3.8).
+"""The occlusion "ground truth" of NeRO's shape stage (method.md §3.8).
 
 Surface samples look along their reflected direction: how much of the current SDF's surface lies between the point
 and the unit sphere tells whether the reflection sees the object itself (indirect light, occlusion 1) or the
@@ -13,21 +13,13 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from nero_nerfstudio.model_components.microfacet import NERO_EPS_SPHERE_EXIT, sphere_exit_distance
 from nero_nerfstudio.model_components.neus_alpha import entering_surface_weights, sample_pdf_deterministic
 
 SdfFunction = Callable[[Float[Tensor, "num_points 3"]], Float[Tensor, "num_points 1"]]
 
 SURFACE_BAND = 0.01
 INSIDE_RADIUS = 0.999
-
-
-def sphere_exit_distance(
-    points: Float[Tensor, "num_points 3"], directions: Float[Tensor, "num_points 3"]
-) -> Float[Tensor, "num_points 1"]:
-    """Distance from points inside the unit sphere along unit directions to the sphere."""
-    along = (points * directions).sum(dim=-1, keepdim=True)
-    squared_norm = (points * points).sum(dim=-1, keepdim=True)
-    return -along + torch.sqrt((along**2 - squared_norm + 1.0 + 1e-6).clamp_min(0.0))
 
 
 @torch.no_grad()
@@ -54,7 +46,7 @@ def occlusion_target(
     num_points = points.shape[0]
     if num_points == 0:
         return points.new_zeros(0, 1)
-    exit_distance = sphere_exit_distance(points, reflect_dirs)
+    exit_distance = sphere_exit_distance(points, reflect_dirs, eps=NERO_EPS_SPHERE_EXIT)
     steps = torch.linspace(0.0, 1.0, num_march, device=points.device)
     depths = exit_distance * steps
 

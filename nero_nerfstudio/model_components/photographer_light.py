@@ -1,4 +1,4 @@
-"""Where a reflected ray meets the photographer's plane (spec 3.5), as input to the photographer-light MLP.
+"""Where a reflected ray meets the photographer's plane (method.md §3.5), as input to the photographer-light MLP.
 
 The photographer frame of a camera (``nero_nerfstudio.core.photographer``) has its z = 0 plane vertical, through
 the camera centre and facing the object. A reflected ray that hits this plane in front of the point sees the
@@ -7,12 +7,20 @@ photographer; the hit position, scaled, is encoded with the integrated positiona
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+STAGE_ONE_PHOTOGRAPHER_LIGHT_BIAS = math.log(0.01)
+"""Final-layer bias of the split-sum shader's photographer MLP (Stage I): light and weight start near 0.01."""
+STAGE_TWO_PHOTOGRAPHER_LIGHT_BIAS = math.log(0.02)
+"""Final-layer bias of Stage II's photographer light field: light and weight start near 0.02. A separate network
+from Stage I's, which NeRO initialises differently."""
+PHOTOGRAPHER_IPE_SCALES = 6
+"""Scales of the integrated positional encoding of the plane hit (both stages)."""
 PLANE_COORDINATE_SCALE = 0.3
 """Plane coordinates (normalised-frame units) are multiplied by this before encoding."""
 MAX_PLANE_RADIUS = 1.5

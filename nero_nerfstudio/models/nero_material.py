@@ -1,4 +1,4 @@
-"""NeRO Stage II (``nero-material``): materials and lights of a fixed mesh, Monte-Carlo shaded (spec 4).
+"""NeRO Stage II (``nero-material``): materials and lights of a fixed mesh, Monte-Carlo shaded (method.md §4).
 
 The Stage I mesh (dataset frame, moved into the normalised frame with the parser's transform) is fixed. Each pixel
 whose ray hits it is shaded with NeRO's Monte-Carlo estimator: ``N_d`` diffuse and ``N_s`` specular light
@@ -19,69 +19,28 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 import numpy as np
 import torch
 from jaxtyping import Float
-from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.data.scene_box import OrientedBox
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
-from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
-from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
-from nero_nerfstudio.data.datamanagers.mesh_hits import (
-    DATAPARSER_SCALE_KEY,
-    DATAPARSER_TRANSFORM_KEY,
-    HIT_DEPTH_KEY,
-    HIT_NORMALS_KEY,
-    HIT_POINTS_KEY,
-    load_mesh_in_normalised_frame,
-)
-from nero_nerfstudio.core.photographer import photographer_w2p
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
-from nero_nerfstudio.model_components.ggx import fibonacci_sample_set, tangent_frame
+from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
+from nero_nerfstudio.model_components.losses import (
+    charbonnier_rgb_loss,
+    material_smoothness_loss,
+    neutral_light_loss,
+    saturation_guard,
+    tangent_offsets,
+)
 from nero_nerfstudio.model_components.monte_carlo_shading import monte_carlo_shade, sample_shading_directions
-from nero_nerfstudio.models.nero_shape import charbonnier_rgb_loss
+from nero_nerfstudio.models.nero_base import NeroModel, NeroModelConfig
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 from nero_nerfstudio.utils.color import linear_to_srgb
-
-PHOTOGRAPHER_POSE_KEY = "photographer_w2p"
-"""``RayBundle.metadata`` key of a per-ray photographer frame ``[num_rays, 12]`` (set for rendered cameras)."""
-
-
-def material_smoothness_loss(
-    materials: Dict[str, Tensor], perturbed: Dict[str, Tensor]
-) -> Float[Tensor, "num_points"]:
-    """Per point ``|m' - m| + |alpha' - alpha| + mean_c |a'_c - a_c|`` (unweighted ``reg_mat`` of spec 4.5)."""
-    return (
-        (perturbed["metallic"] - materials["metallic"]).abs()[:, 0]
-        + (perturbed["alpha"] - materials["alpha"]).abs()[:, 0]
-        + (perturbed["albedo"] - materials["albedo"]).abs().mean(dim=-1)
-    )
-
-
-def saturation_guard(metallic: Float[Tensor, "num_points 1"], alpha: Float[Tensor, "num_points 1"]) -> Tensor:
-    """Sum over points of ``relu(alpha - 0.98^2) + relu(0.02^2 - alpha) + relu(m - 0.98) + relu(0.02 - m)``."""
-    return (
-        torch.relu(alpha - 0.98**2) + torch.relu(0.02**2 - alpha) + torch.relu(metallic - 0.98) + torch.relu(0.02 - metallic)
-    ).sum()
-
-
-def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:
-    """Per point ``sum_c |L_c - mean(L)|`` of the clamped sRGB mean diffuse light (unweighted)."""
-    return (diffuse_light_display - diffuse_light_display.mean(dim=-1, keepdim=True)).abs().sum(dim=-1)
-
-
-def tangent_offsets(
-    normals: Float[Tensor, "num_points 3"], std: float, generator: Optional[torch.Generator] = None
-) -> Float[Tensor, "num_points 3"]:
-    """Random offsets in each point's tangent plane: angle ``U(0, 2 pi)``, signed length ``N(0, std^2)``."""
-    tangent, bitangent = tangent_frame(normals)
-    angle = 2.0 * math.pi * torch.rand(normals.shape[0], 1, device=normals.device, generator=generator)
-    length = std * torch.randn(normals.shape[0], 1, device=normals.device, generator=generator)
-    return length * (torch.cos(angle) * tangent + torch.sin(angle) * bitangent)
+from nero_nerfstudio.utils.mesh_io import load_mesh_in_normalised_frame
 
 
 def resolve_outer_light(outer_light: str, dataset_format: Optional[str]) -> OuterLightType:
@@ -92,12 +51,10 @@ def resolve_outer_light(outer_light: str, dataset_format: Optional[str]) -> Oute
 
 
 @dataclass
-class NeroMaterialModelConfig(ModelConfig):
-    """NeRO Stage II (defaults = the paper's settings, spec 1.4)."""
+class NeroMaterialModelConfig(NeroModelConfig):
+    """NeRO Stage II (defaults = the paper's settings, method.md §1.4)."""
 
     _target: Type = field(default_factory=lambda: NeroMaterialModel)
-    enable_collider: bool = False
-    """Rays are cast against the mesh; no near/far planes."""
     eval_num_rays_per_chunk: int = 512
     """Rays per chunk when rendering images (each ray shades ``num_diffuse + num_specular`` light samples)."""
     mesh_path: Optional[Path] = None
@@ -106,8 +63,6 @@ class NeroMaterialModelConfig(ModelConfig):
     """Ray-casting backend (auto: the CUDA BVH when available, else open3d on the CPU)."""
     outer_light: Literal["auto", "direction", "sphere_direction"] = "auto"
     """Environment light: ``direction`` (distant), ``sphere_direction`` (position dependent); auto: by dataset."""
-    photographer_light: Optional[bool] = None
-    """Model light reflected off the photographer; None: the dataparser's default (on for real/custom)."""
     num_diffuse_samples: int = 512
     """Diffuse light samples per shading point."""
     num_specular_samples: int = 256
@@ -118,8 +73,6 @@ class NeroMaterialModelConfig(ModelConfig):
     """Width of the light MLPs."""
     light_exp_max: float = LIGHT_EXP_MAX
     """Exponent cap of the outer and inner lights."""
-    rgb_loss_eps: float = 1e-3
-    """Charbonnier epsilon of the RGB loss."""
     material_smoothness_mult: float = 0.005
     """Weight of the material smoothness regulariser."""
     material_smoothness_std: float = 0.05
@@ -137,7 +90,7 @@ class NeroMaterialModelConfig(ModelConfig):
             self.mesh_path = Path(self.mesh_path).expanduser().absolute()
 
 
-class NeroMaterialModel(Model):
+class NeroMaterialModel(NeroModel):
     """NeRO Stage II model.
 
     Args:
@@ -149,30 +102,18 @@ class NeroMaterialModel(Model):
     """
 
     config: NeroMaterialModelConfig
+    method_name = "nero-material"
 
     def populate_modules(self) -> None:
         super().populate_modules()
         config = self.config
-        self.step = 0
-        metadata: Dict[str, Any] = self.kwargs.get("metadata") or {}
+        metadata = self.metadata
+        use_photographer = self.use_photographer_light
 
-        use_photographer = config.photographer_light
-        if use_photographer is None:
-            use_photographer = bool(metadata.get("photographer_light", False))
-        self.use_photographer_light = use_photographer
-        if use_photographer:
-            if "photographer_w2p" not in metadata:
-                raise ValueError(
-                    "nero-material: the photographer light is on but the dataparser gave no 'photographer_w2p' metadata"
-                )
-            poses = torch.as_tensor(metadata["photographer_w2p"], dtype=torch.float32).reshape(-1, 3, 4)
-        else:
-            poses = torch.zeros(0, 3, 4)
-        self.register_buffer("photographer_w2p", poses, persistent=False)
-
+        # The model owns the Stage II mesh; the mesh-ray datamanager traces its training pixels with this caster.
         self.ray_caster = make_ray_caster(*self._mesh_in_normalised_frame(metadata), backend=config.ray_caster_backend)
 
-        self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get("dataset_format"))
+        self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get(NeroKey.DATASET_FORMAT))
         self.material_field = config.material_field.setup()
         self.lights = StageTwoLights(
             self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
@@ -185,20 +126,14 @@ class NeroMaterialModel(Model):
         self.register_buffer("specular_u", specular_u, persistent=False)
         self.register_buffer("specular_azimuth", specular_azimuth, persistent=False)
 
-        from torchmetrics.functional import structural_similarity_index_measure
-        from torchmetrics.image import PeakSignalNoiseRatio
-
-        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.ssim = structural_similarity_index_measure
-
     def _mesh_in_normalised_frame(self, metadata: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         """The configured mesh moved from the dataset frame into the normalised frame."""
         if self.config.mesh_path is None:
             raise ValueError("nero-material needs the Stage I mesh: pass --pipeline.model.mesh-path MESH.ply")
-        transform = metadata.get(DATAPARSER_TRANSFORM_KEY)
-        scale = metadata.get(DATAPARSER_SCALE_KEY, 1.0)
+        transform = metadata.get(NeroKey.DATAPARSER_TRANSFORM)
+        scale = metadata.get(NeroKey.DATAPARSER_SCALE, 1.0)
         if transform is None:
-            if metadata.get("dataset_format", "synthetic") != "synthetic":
+            if metadata.get(NeroKey.DATASET_FORMAT, "synthetic") != "synthetic":
                 CONSOLE.print(
                     "[yellow]nero-material: the datamanager gave no dataparser transform; the mesh is used as it is "
                     "(use the nero-material datamanager so the mesh is moved into the normalised frame)"
@@ -207,16 +142,7 @@ class NeroMaterialModel(Model):
         return load_mesh_in_normalised_frame(self.config.mesh_path, transform, scale)
 
     # ------------------------------------------------------------------------------------------------------------
-    # Training schedule and parameters
-
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        def set_step(step: int) -> None:
-            self.step = step
-
-        return [TrainingCallback(where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], func=set_step)]
-
-    def update_to_step(self, step: int) -> None:
-        self.step = step
+    # Parameters
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         """One ``fields`` group: materials and lights (NeRO's single Adam group)."""
@@ -242,33 +168,14 @@ class NeroMaterialModel(Model):
     # ------------------------------------------------------------------------------------------------------------
     # Rendering
 
-    def photographer_poses(self, ray_bundle: RayBundle) -> Optional[Float[Tensor, "num_rays 3 4"]]:
-        """Photographer frame of each ray's camera, or None when the photographer light is off.
-
-        Rays of :meth:`get_outputs_for_camera` carry their camera's own frame; otherwise the training camera index
-        selects it (indices outside the training set fall back to camera 0).
-        """
-        if not self.use_photographer_light:
-            return None
-        num_rays = ray_bundle.origins.shape[0]
-        if ray_bundle.metadata is not None and PHOTOGRAPHER_POSE_KEY in ray_bundle.metadata:
-            return ray_bundle.metadata[PHOTOGRAPHER_POSE_KEY].reshape(num_rays, 3, 4)
-        if ray_bundle.camera_indices is None:
-            indices = torch.zeros(num_rays, dtype=torch.long, device=self.device)
-        else:
-            indices = ray_bundle.camera_indices.reshape(num_rays).long()
-            known = (indices >= 0) & (indices < self.photographer_w2p.shape[0])
-            indices = torch.where(known, indices, torch.zeros_like(indices))
-        return self.photographer_w2p[indices]
-
     def _primary_hits(self, ray_bundle: RayBundle) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``hit_mask [N]``, ``points [N, 3]``, ``normals [N, 3]``, ``depth [N, 1]`` (miss depth for misses):
         from the ray metadata when the datamanager traced them, else cast here."""
         metadata = ray_bundle.metadata or {}
-        if HIT_POINTS_KEY in metadata:
-            points = metadata[HIT_POINTS_KEY]
+        if NeroKey.HIT_POINTS in metadata:
+            points = metadata[NeroKey.HIT_POINTS]
             hit_mask = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
-            return hit_mask, points, metadata[HIT_NORMALS_KEY], metadata[HIT_DEPTH_KEY]
+            return hit_mask, points, metadata[NeroKey.HIT_NORMALS], metadata[NeroKey.HIT_DEPTH]
         with torch.no_grad():
             hits = self.ray_caster.cast(ray_bundle.origins, ray_bundle.directions)
         depth = torch.where(hits.hit_mask, hits.depth, torch.full_like(hits.depth, self.config.miss_depth))
@@ -296,14 +203,7 @@ class NeroMaterialModel(Model):
         )
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
         shading = monte_carlo_shade(
-            normals,
-            view_dirs,
-            materials["metallic"],
-            materials["alpha"],
-            materials["albedo"],
-            directions,
-            radiance,
-            self.config.num_diffuse_samples,
+            normals, view_dirs, materials, directions, radiance, self.config.num_diffuse_samples
         )
         rgb = linear_to_srgb(shading.color)
 
@@ -322,6 +222,29 @@ class NeroMaterialModel(Model):
             "specular_light": display(shading.specular_light),
         }
 
+    def sample_and_forward_field(self, ray_bundle: RayBundle) -> Dict[str, Any]:
+        """Each ray's one sample, its primary hit on the mesh, and the materials and shading there.
+
+        Returns:
+            ``hit_mask`` ``[num_rays]``, ``normals`` ``[num_rays, 3]`` and ``depth`` ``[num_rays, 1]`` for all rays
+            (misses: ``depth`` = ``miss_depth``); ``hit_rows`` ``[num_hits]``, the hits' ``points`` ``[num_hits, 3]``
+            and ``shading`` (:meth:`shade`, ``[num_hits, C]`` each).
+        """
+        hit_mask, points, normals, depth = self._primary_hits(ray_bundle)
+        hit_rows = hit_mask.nonzero(as_tuple=True)[0]
+        hit_points, hit_normals = points[hit_rows], normals[hit_rows]
+        view_dirs = -torch.nn.functional.normalize(ray_bundle.directions[hit_rows], dim=-1)
+        poses = self.photographer_poses(ray_bundle)
+        shading = self.shade(hit_points, hit_normals, view_dirs, None if poses is None else poses[hit_rows])
+        return {
+            "hit_mask": hit_mask,
+            "normals": normals,
+            "depth": depth,
+            "hit_rows": hit_rows,
+            "points": hit_points,
+            "shading": shading,
+        }
+
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Any]:  # type: ignore[override]
         """Per-ray outputs (misses: zeros, ``depth`` = ``miss_depth``): ``rgb`` (sRGB), ``albedo`` (linear),
         ``metallic``, ``roughness`` (``sqrt(alpha)``), ``diffuse_color``, ``specular_color``, ``diffuse_light``,
@@ -329,53 +252,34 @@ class NeroMaterialModel(Model):
         ``accumulation`` (= hit mask), ``depth``. In training also ``material_samples`` (points, normals and
         materials of the hits, for the regularisers)."""
         num_rays = ray_bundle.origins.shape[0]
-        hit_mask, points, normals, depth = self._primary_hits(ray_bundle)
-        hit_rows = hit_mask.nonzero(as_tuple=True)[0]
-        hit_points, hit_normals = points[hit_rows], normals[hit_rows]
-        view_dirs = -torch.nn.functional.normalize(ray_bundle.directions[hit_rows], dim=-1)
-        poses = self.photographer_poses(ray_bundle)
-        shaded = self.shade(hit_points, hit_normals, view_dirs, None if poses is None else poses[hit_rows])
+        samples = self.sample_and_forward_field(ray_bundle)
+        hit_rows, normals, shading = samples["hit_rows"], samples["normals"], samples["shading"]
 
         def scatter(values: Tensor) -> Tensor:
             full = values.new_zeros(num_rays, values.shape[-1])
             return full.index_put((hit_rows,), values)
 
-        outputs: Dict[str, Any] = {name: scatter(value) for name, value in shaded.items() if name != "alpha"}
-        hit_float = hit_mask[:, None].to(points.dtype)
-        outputs["normal"] = normals
-        outputs["normal_vis"] = (normals + 1.0) / 2.0 * hit_float
-        outputs["hit_mask"] = hit_float
+        outputs: Dict[str, Any] = {name: scatter(value) for name, value in shading.items() if name != "alpha"}
+        hit_float = samples["hit_mask"][:, None].to(normals.dtype)
+        outputs[NeroKey.NORMAL] = normals
+        outputs[NeroKey.NORMAL_VIS] = (normals + 1.0) / 2.0 * hit_float
+        outputs[NeroKey.HIT_MASK] = hit_float
         outputs["accumulation"] = hit_float
-        outputs["depth"] = depth
+        outputs["depth"] = samples["depth"]
         if self.training:
-            outputs["material_samples"] = {
-                "points": hit_points,
-                "normals": hit_normals,
-                "metallic": shaded["metallic"],
-                "alpha": shaded["alpha"],
-                "albedo": shaded["albedo"],
-                "diffuse_light": shaded["diffuse_light"],
+            outputs[NeroKey.MATERIAL_SAMPLES] = {
+                "points": samples["points"],
+                "normals": normals[hit_rows],
+                **{name: shading[name] for name in ("metallic", "alpha", "albedo", "diffuse_light")},
             }
         return outputs
-
-    @torch.no_grad()
-    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
-        """Renders one camera; its own photographer frame is attached to its rays."""
-        ray_bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
-        if self.use_photographer_light:
-            c2w = camera.camera_to_worlds.reshape(-1, 3, 4)[0].detach().cpu().numpy().astype(np.float64)
-            pose = photographer_w2p(opengl_c2w_to_opencv_w2c(c2w)[None])[0]
-            pose_tensor = torch.as_tensor(pose, dtype=torch.float32, device=ray_bundle.origins.device).reshape(12)
-            height, width = ray_bundle.origins.shape[:2]
-            ray_bundle.metadata[PHOTOGRAPHER_POSE_KEY] = pose_tensor.expand(height, width, 12)
-        return self.get_outputs_for_camera_ray_bundle(ray_bundle)
 
     # ------------------------------------------------------------------------------------------------------------
     # Losses and metrics
 
     def get_metrics_dict(self, outputs: Dict[str, Any], batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        image = batch["image"][..., :3].to(self.device)
-        hit = outputs["hit_mask"][:, 0] > 0.5
+        image = self.batch_image(batch, self.device)
+        hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
         if not bool(hit.any()):
             return {}
         return {"psnr": self.psnr(outputs["rgb"][hit].clamp(0.0, 1.0), image[hit])}
@@ -384,22 +288,24 @@ class NeroMaterialModel(Model):
         self, outputs: Dict[str, Any], batch: Dict[str, Tensor], metrics_dict: Optional[Dict[str, Tensor]] = None
     ) -> Dict[str, Tensor]:
         """``rgb_loss`` (Charbonnier on hit pixels); in training also ``material_smoothness_loss``,
-        ``neutral_light_loss`` and, before ``saturation_reg_end``, ``saturation_loss`` (spec 4.5)."""
+        ``neutral_light_loss`` and, before ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
         config = self.config
-        image = batch["image"][..., :3].to(self.device)
-        hit = outputs["hit_mask"][:, 0] > 0.5
+        image = self.batch_image(batch, self.device)
+        hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
         rgb = outputs["rgb"]
         losses = {
-            "rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps) if bool(hit.any()) else rgb.sum() * 0.0
+            "rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps)
+            if bool(hit.any())
+            else rgb.sum() * 0.0
         }
         if not self.training:
             return losses
-        samples = outputs["material_samples"]
+        samples = outputs[NeroKey.MATERIAL_SAMPLES]
         offsets = tangent_offsets(samples["normals"], config.material_smoothness_std)
         perturbed = self.material_field(samples["points"] + offsets)
-        losses["material_smoothness_loss"] = config.material_smoothness_mult * material_smoothness_loss(
-            samples, perturbed
-        ).mean()
+        losses["material_smoothness_loss"] = (
+            config.material_smoothness_mult * material_smoothness_loss(samples, perturbed).mean()
+        )
         losses["neutral_light_loss"] = config.neutral_light_mult * neutral_light_loss(samples["diffuse_light"]).mean()
         if self.step < config.saturation_reg_end:
             losses["saturation_loss"] = saturation_guard(samples["metallic"], samples["alpha"])
@@ -413,31 +319,28 @@ class NeroMaterialModel(Model):
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """PSNR/SSIM NeRO-style (pixels that miss the mesh black in both images) and ``psnr_hit`` over hit pixels
         only; panels ``img`` (gt | pred), ``materials`` (albedo | metallic | roughness), ``shading`` (specular light |
-        specular colour | diffuse light | diffuse colour), ``normal``, ``depth``. No LPIPS (its weights cannot be
-        assumed downloadable)."""
-        hit_mask = outputs["hit_mask"]
-        image = batch["image"][..., :3].to(self.device) * hit_mask
+        specular colour | diffuse light | diffuse colour), ``normal``, ``depth``. No LPIPS, as NeRO's Stage II
+        reports none."""
+        hit_mask = outputs[NeroKey.HIT_MASK]
+        image = self.batch_image(batch, self.device) * hit_mask
         rgb = outputs["rgb"].clamp(0.0, 1.0)
-
-        def gray(name: str) -> Tensor:
-            return outputs[name].expand(*outputs[name].shape[:-1], 3)
-
+        gray = self.gray_panel
         images = {
             "img": torch.cat([image, rgb], dim=1),
-            "materials": torch.cat([outputs["albedo"], gray("metallic"), gray("roughness")], dim=1),
+            "materials": torch.cat([outputs["albedo"], gray(outputs, "metallic"), gray(outputs, "roughness")], dim=1),
             "shading": torch.cat(
-                [outputs["specular_light"], outputs["specular_color"], outputs["diffuse_light"], outputs["diffuse_color"]],
+                [
+                    outputs["specular_light"],
+                    outputs["specular_color"],
+                    outputs["diffuse_light"],
+                    outputs["diffuse_color"],
+                ],
                 dim=1,
             ),
-            "normal": outputs["normal_vis"],
+            "normal": outputs[NeroKey.NORMAL_VIS],
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=hit_mask),
         }
-        image_nchw = torch.moveaxis(image, -1, 0)[None]
-        rgb_nchw = torch.moveaxis(rgb, -1, 0)[None]
-        metrics = {
-            "psnr": float(self.psnr(rgb_nchw, image_nchw).item()),
-            "ssim": float(self.ssim(rgb_nchw, image_nchw)),  # type: ignore[arg-type]
-        }
+        metrics = self.image_quality(image, rgb)
         hit = hit_mask[..., 0] > 0.5
         if bool(hit.any()):
             metrics["psnr_hit"] = float(self.psnr(rgb[hit], image[hit]).item())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
-from typing import Union
+from typing import Tuple, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import Tensor
 from nero_nerfstudio.raycasting.mesh_orientation import orient_faces_outward, validate_mesh_arrays
 
 ArrayLike = Union[np.ndarray, Tensor]
+DeviceLike = Union[str, torch.device]
 
 
 @dataclass
@@ -42,7 +43,7 @@ class RayHits:
     face_ids: Int[Tensor, "num_rays"]
     """Index of the hit face in the mesh's face array; ``-1`` for misses (and where a backend cannot tell)."""
 
-    def to(self, device: Union[str, torch.device]) -> "RayHits":
+    def to(self, device: DeviceLike) -> "RayHits":
         """The same hits on ``device``."""
         return RayHits(**{field.name: getattr(self, field.name).to(device) for field in fields(self)})
 
@@ -61,49 +62,6 @@ def check_rays(origins: Tensor, directions: Tensor) -> None:
             f"ray origins and directions must both be [num_rays, 3], got {tuple(origins.shape)} and "
             f"{tuple(directions.shape)}"
         )
-
-
-class MeshRayCaster(ABC):
-    """Ray caster over a fixed triangle mesh.
-
-    Args:
-        vertices: ``[num_vertices, 3]`` positions.
-        faces: ``[num_faces, 3]`` vertex indices; re-wound consistently and outward when ``orient_outward``.
-        orient_outward: set to False only for meshes whose winding is known to be outward already.
-    """
-
-    def __init__(self, vertices: ArrayLike, faces: ArrayLike, orient_outward: bool = True) -> None:
-        vertices_np = to_numpy(vertices, np.float64)
-        faces_np = to_numpy(faces, np.int64)
-        validate_mesh_arrays(vertices_np, faces_np)
-        if orient_outward:
-            faces_np = orient_faces_outward(vertices_np, faces_np)
-        self.vertices: np.ndarray = vertices_np.astype(np.float32)
-        """``[num_vertices, 3]`` float32 positions."""
-        self.faces: np.ndarray = faces_np
-        """``[num_faces, 3]`` int64 vertex indices, outward wound."""
-        corners = vertices_np[faces_np]
-        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        lengths = np.linalg.norm(normals, axis=-1, keepdims=True)
-        # Degenerate faces keep a zero normal.
-        self.face_normals: np.ndarray = (normals / np.where(lengths > 0, lengths, 1.0)).astype(np.float32)
-        """``[num_faces, 3]`` float32 unit outward normals."""
-
-    @abstractmethod
-    def cast(self, origins: Float[Tensor, "num_rays 3"], directions: Float[Tensor, "num_rays 3"]) -> RayHits:
-        """Nearest hit along each ray (a hit at distance 0 may count: offset secondary rays off the surface).
-
-        Outputs are float32 on the device of ``origins``.
-        """
-
-    @abstractmethod
-    def occluded(
-        self,
-        origins: Float[Tensor, "num_rays 3"],
-        directions: Float[Tensor, "num_rays 3"],
-        t_min: float = 1e-5,
-    ) -> Bool[Tensor, "num_rays"]:
-        """Whether anything is hit farther than ``t_min`` along each ray (any hit, not the nearest)."""
 
 
 def miss_filled_hits(
@@ -127,3 +85,72 @@ def normalize_directions(directions: Tensor) -> Tensor:
         raise ValueError("ray directions must be non-zero")
     return directions / lengths
 
+
+class MeshRayCaster(ABC):
+    """Ray caster over a fixed triangle mesh.
+
+    Backends trace on :attr:`device`: :meth:`cast` and :meth:`occluded` check the rays, move them there with unit
+    directions, call the backend's :meth:`_cast_unit_rays` / :meth:`_occluded_unit_rays`, and return the results on
+    the device of ``origins``.
+
+    Args:
+        vertices: ``[num_vertices, 3]`` positions.
+        faces: ``[num_faces, 3]`` vertex indices; re-wound consistently and outward when ``orient_outward``.
+        orient_outward: set to False only for meshes whose winding is known to be outward already.
+        device: where the backend traces.
+    """
+
+    def __init__(
+        self, vertices: ArrayLike, faces: ArrayLike, orient_outward: bool = True, device: DeviceLike = "cpu"
+    ) -> None:
+        vertices_np = to_numpy(vertices, np.float64)
+        faces_np = to_numpy(faces, np.int64)
+        validate_mesh_arrays(vertices_np, faces_np)
+        if orient_outward:
+            faces_np = orient_faces_outward(vertices_np, faces_np)
+        self.vertices: np.ndarray = vertices_np.astype(np.float32)
+        """``[num_vertices, 3]`` float32 positions."""
+        self.faces: np.ndarray = faces_np
+        """``[num_faces, 3]`` int64 vertex indices, outward wound."""
+        corners = vertices_np[faces_np]
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        lengths = np.linalg.norm(normals, axis=-1, keepdims=True)
+        # Degenerate faces keep a zero normal.
+        self.face_normals: np.ndarray = (normals / np.where(lengths > 0, lengths, 1.0)).astype(np.float32)
+        """``[num_faces, 3]`` float32 unit outward normals."""
+        self.device = torch.device(device)
+        """Where the backend traces."""
+
+    def cast(self, origins: Float[Tensor, "num_rays 3"], directions: Float[Tensor, "num_rays 3"]) -> RayHits:
+        """Nearest hit along each ray (a hit at distance 0 may count: offset secondary rays off the surface).
+
+        Outputs are float32 on the device of ``origins``.
+        """
+        return self._cast_unit_rays(*self._unit_rays(origins, directions)).to(origins.device)
+
+    def occluded(
+        self,
+        origins: Float[Tensor, "num_rays 3"],
+        directions: Float[Tensor, "num_rays 3"],
+        t_min: float = 1e-5,
+    ) -> Bool[Tensor, "num_rays"]:
+        """Whether anything is hit farther than ``t_min`` along each ray (any hit, not the nearest)."""
+        return self._occluded_unit_rays(*self._unit_rays(origins, directions), t_min).to(origins.device)
+
+    def _unit_rays(self, origins: Tensor, directions: Tensor) -> Tuple[Tensor, Tensor]:
+        """Checked float32 origins and unit directions ``[num_rays, 3]`` on :attr:`device`."""
+        check_rays(origins, directions)
+        unit_directions = normalize_directions(directions.detach().float().to(self.device))
+        return origins.detach().float().to(self.device), unit_directions
+
+    @abstractmethod
+    def _cast_unit_rays(
+        self, origins: Float[Tensor, "num_rays 3"], unit_directions: Float[Tensor, "num_rays 3"]
+    ) -> RayHits:
+        """:meth:`cast` for float32 rays on :attr:`device` with unit directions."""
+
+    @abstractmethod
+    def _occluded_unit_rays(
+        self, origins: Float[Tensor, "num_rays 3"], unit_directions: Float[Tensor, "num_rays 3"], t_min: float
+    ) -> Bool[Tensor, "num_rays"]:
+        """:meth:`occluded` for float32 rays on :attr:`device` with unit directions."""

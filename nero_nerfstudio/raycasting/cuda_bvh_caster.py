@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from nero_nerfstudio.raycasting.base import (
-    ArrayLike,
-    MeshRayCaster,
-    RayHits,
-    check_rays,
-    miss_filled_hits,
-    normalize_directions,
-)
+from nero_nerfstudio.raycasting.base import ArrayLike, DeviceLike, MeshRayCaster, RayHits, miss_filled_hits
 
 # The extension's BVH builder needs more than 8 triangles.
 MIN_NUM_FACES = 9
@@ -67,10 +60,10 @@ class CudaBvhRayCaster(MeshRayCaster):
         vertices: ArrayLike,
         faces: ArrayLike,
         orient_outward: bool = True,
-        device: Union[str, torch.device] = "cuda",
+        device: DeviceLike = "cuda",
         tracer_module: Optional[ModuleType] = None,
     ) -> None:
-        super().__init__(vertices, faces, orient_outward)
+        super().__init__(vertices, faces, orient_outward, device)
         if tracer_module is None:
             tracer_module = load_cuda_bvh_module()
             if tracer_module is None:
@@ -80,7 +73,6 @@ class CudaBvhRayCaster(MeshRayCaster):
                 )
         if len(self.faces) < MIN_NUM_FACES:
             raise ValueError(f"the CUDA BVH backend needs at least {MIN_NUM_FACES} faces, got {len(self.faces)}")
-        self.device = torch.device(device)
         centre = 0.5 * (self.vertices.min(axis=0) + self.vertices.max(axis=0))
         radius = float(np.linalg.norm(self.vertices - centre, axis=-1).max()) * 1.01 + 1e-6
         self._centre = torch.as_tensor(centre, dtype=torch.float32, device=self.device)
@@ -88,13 +80,11 @@ class CudaBvhRayCaster(MeshRayCaster):
         normalised_vertices = ((self.vertices - centre) / radius).astype(np.float32)
         self._tracer = tracer_module.RayTracer(normalised_vertices, self.faces)
 
-    def cast(self, origins: Float[Tensor, "num_rays 3"], directions: Float[Tensor, "num_rays 3"]) -> RayHits:
-        check_rays(origins, directions)
-        world_origins = origins.detach().float().to(self.device)
-        unit_directions = normalize_directions(directions.detach().float().to(self.device))
-
+    def _cast_unit_rays(
+        self, origins: Float[Tensor, "num_rays 3"], unit_directions: Float[Tensor, "num_rays 3"]
+    ) -> RayHits:
         # Start each ray where it enters the unit sphere around the normalised mesh.
-        local_origins = (world_origins - self._centre) / self._radius
+        local_origins = (origins - self._centre) / self._radius
         half_b = (local_origins * unit_directions).sum(-1)
         c = (local_origins * local_origins).sum(-1) - 1.0
         discriminant = half_b * half_b - c
@@ -113,19 +103,13 @@ class CudaBvhRayCaster(MeshRayCaster):
         _, face_normals, local_depth = traced
         hit_mask = may_hit & (local_depth < _MAX_HIT_DEPTH)
         depth = (advance + local_depth) * self._radius
-        points = world_origins + depth[:, None] * unit_directions
+        points = origins + depth[:, None] * unit_directions
         # The extension does not report which face was hit.
         face_ids = torch.full_like(hit_mask, -1, dtype=torch.long)
-        hits = miss_filled_hits(hit_mask, depth, points, face_normals.float(), face_ids)
-        return hits.to(origins.device)
+        return miss_filled_hits(hit_mask, depth, points, face_normals.float(), face_ids)
 
-    def occluded(
-        self,
-        origins: Float[Tensor, "num_rays 3"],
-        directions: Float[Tensor, "num_rays 3"],
-        t_min: float = 1e-5,
+    def _occluded_unit_rays(
+        self, origins: Float[Tensor, "num_rays 3"], unit_directions: Float[Tensor, "num_rays 3"], t_min: float
     ) -> Bool[Tensor, "num_rays"]:
-        check_rays(origins, directions)
-        unit_directions = normalize_directions(directions.detach().float())
         # The extension accepts hits at t >= 0, so start the rays t_min further on.
-        return self.cast(origins.detach().float() + t_min * unit_directions, unit_directions).hit_mask
+        return self._cast_unit_rays(origins + t_min * unit_directions, unit_directions).hit_mask

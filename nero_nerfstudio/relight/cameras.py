@@ -7,7 +7,6 @@ pixel centres sit at ``i + 0.5``. :func:`blender_camera_parameters` turns one in
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -18,6 +17,7 @@ from PIL import Image
 from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.camera_rig import look_at_w2c
+from nero_nerfstudio.utils.synthetic_io import load_camera_pickle, synthetic_view_ids
 
 SENSOR_WIDTH_MM = 36.0
 """Blender's default sensor width; every relight camera uses it with a horizontal sensor fit."""
@@ -26,8 +26,6 @@ DEFAULT_LENS_MM = 50.0
 
 # +90 deg about X: y-up (x, y, z) -> Blender z-up (x, -z, y), NeRO's --trans (architecture.md, "Frames").
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-
-_CAMERA_FILE = re.compile(r"^(\d+)-camera\.pkl$")
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,7 @@ def dataset_view_ids(folder: Path) -> List[str]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NeroDataError(folder, "camera folder does not exist")
-    ids = [match.group(1) for match in (_CAMERA_FILE.match(p.name) for p in folder.iterdir()) if match]
-    if not ids:
-        raise NeroDataError(folder, "no <k>-camera.pkl files; not a NeRO synthetic (GlossySynthetic) folder")
-    return sorted(ids, key=int)
+    return synthetic_view_ids(folder)
 
 
 def _image_size(path: Path) -> tuple:
@@ -121,9 +116,6 @@ def dataset_cameras(folder: Path, rotation: np.ndarray, view_ids: Optional[Seque
             the cameras get the same one, ``R_blender = R rotation^T``, so every pixel sees the same surface point.
         view_ids: the views to render (default: all).
     """
-    # Imported here: the dataparser module pulls in nerfstudio, which only this path needs.
-    from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import load_camera_pickle
-
     folder = Path(folder)
     all_ids = dataset_view_ids(folder)
     ids = list(all_ids if view_ids is None else view_ids)

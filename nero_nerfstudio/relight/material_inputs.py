@@ -3,7 +3,7 @@
 Two inputs are accepted:
 
 * a mesh (.ply/.obj) plus NeRO's per-vertex material folder (``metallic.npy`` ``[V, 1]``, ``roughness.npy``
-  ``[V, 1]``, ``albedo.npy`` ``[V, 3]``, spec 4.7). NeRO sRGB-encodes **all three** arrays before saving (its
+  ``[V, 1]``, ``albedo.npy`` ``[V, 3]``, method.md §4.7). NeRO sRGB-encodes **all three** arrays before saving (its
   Blender script fed them through legacy vertex colours, which Blender decodes from sRGB), so they are decoded
   here: ``linear = srgb_to_linear(npy)``. The rows follow the PLY vertex order, so the mesh is read with
   ``process=False`` (no merging, no reordering) and Blender's mesh is built from these very arrays.

@@ -33,8 +33,9 @@ from nero_nerfstudio.relight.material_inputs import (
     load_nero_materials,
 )
 from nero_nerfstudio.relight.turntable import VIDEO_SUFFIXES, write_turntable
-from nero_nerfstudio.scenes.assets import bundled_environments, resolve_environment
+from nero_nerfstudio.scenes.assets import bundled_environments, environments_under, resolve_environment
 from nero_nerfstudio.utils.io import atomic_path, atomic_write_bytes
+from nero_nerfstudio.utils.setting_checks import SettingProblems
 
 JOB_FILE = "relight_job.json"
 MESH_FILE = "relight_mesh.npz"
@@ -107,27 +108,17 @@ class RelightConfig:
 
     def validate(self) -> None:
         """Raise :class:`NeroDataError` (naming the output folder) for settings that cannot render."""
-        problems = []
-        if self.num_frames < 1:
-            problems.append(f"num_frames must be >= 1, got {self.num_frames}")
-        if self.resolution < 4:
-            problems.append(f"resolution must be >= 4, got {self.resolution}")
-        if self.samples < 1:
-            problems.append(f"samples must be >= 1, got {self.samples}")
-        if self.hdr_strength < 0:
-            problems.append(f"hdr_strength must be >= 0, got {self.hdr_strength}")
-        if self.radius <= 0:
-            problems.append(f"radius must be > 0, got {self.radius}")
-        if self.fps < 1:
-            problems.append(f"fps must be >= 1, got {self.fps}")
+        problems = SettingProblems(self)
+        problems.at_least(num_frames=1, resolution=4, samples=1, hdr_strength=0)
+        problems.positive("radius")
+        problems.at_least(fps=1)
         if self.trans and self.up_axis == "z":
-            problems.append("--trans contradicts --up-axis z")
+            problems.add("--trans contradicts --up-axis z")
         if self.video is not None and self.video.suffix.lower() not in VIDEO_SUFFIXES:
-            problems.append(f"video must end with one of {', '.join(VIDEO_SUFFIXES)}, got {self.video.name}")
+            problems.add(f"video must end with one of {', '.join(VIDEO_SUFFIXES)}, got {self.video.name}")
         if self.view_ids is not None and self.cameras_from is None:
-            problems.append("--view-ids needs --cameras-from")
-        if problems:
-            raise NeroDataError(self.output_dir, "; ".join(problems))
+            problems.add("--view-ids needs --cameras-from")
+        problems.raise_if_any(self.output_dir)
 
 
 @dataclass(frozen=True)
@@ -179,20 +170,14 @@ def environments_next_to(blender: Path) -> Dict[str, Path]:
     executable = shutil.which(str(blender))
     if executable is None:
         raise NeroDataError(blender, "Blender executable not found or not executable")
-    world_dirs = sorted(Path(executable).resolve().parent.glob("*/datafiles/studiolights/world"))
-    return {path.stem: path for path in sorted(world_dirs[-1].glob("*.exr"))} if world_dirs else {}
+    return environments_under(Path(executable).resolve().parent)
 
 
 def resolve_hdr(name_or_path: str, blender: Optional[Path]) -> Path:
     """A bundled HDRI name or an .exr/.hdr path; with ``--blender``, names come from that Blender's datafiles."""
     if blender is None or Path(name_or_path).suffix.lower() in (".exr", ".hdr"):
         return resolve_environment(name_or_path)
-    names = environments_next_to(blender) or bundled_environments()
-    if name_or_path not in names:
-        raise NeroDataError(
-            name_or_path, f"unknown environment; use one of {', '.join(sorted(names))} or a path to an .exr/.hdr file"
-        )
-    return names[name_or_path]
+    return resolve_environment(name_or_path, environments_next_to(blender) or bundled_environments())
 
 
 def material_source(material: Path) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -27,26 +27,44 @@ def _package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def bundled_environments() -> Dict[str, Path]:
-    """Environment name -> equirectangular EXR in bpy's ``datafiles/studiolights/world`` (CC0 HDRIs)."""
-    world_dirs = sorted(_package_dir("bpy").glob("*/datafiles/studiolights/world"))
+def _existing_file(name_or_path: str, suffixes: Tuple[str, ...], kind: str, unknown: str) -> Path:
+    """``name_or_path`` as an absolute path, if it ends with one of ``suffixes`` and the file exists.
+
+    Raises:
+        NeroDataError: ``"<kind> file does not exist"`` for a missing file, ``unknown`` for any other name.
+    """
+    path = Path(name_or_path)
+    if path.suffix.lower() not in suffixes:
+        raise NeroDataError(name_or_path, unknown)
+    if not path.is_file():
+        raise NeroDataError(path, f"{kind} file does not exist")
+    return path.resolve()
+
+
+def environments_under(blender_root: Path) -> Dict[str, Path]:
+    """Environment name -> equirectangular EXR in the newest ``<blender_root>/<version>/datafiles/studiolights/world``
+    (CC0 HDRIs shipped with Blender); empty if there is none."""
+    world_dirs = sorted(blender_root.glob("*/datafiles/studiolights/world"))
     if not world_dirs:
         return {}
     return {path.stem: path for path in sorted(world_dirs[-1].glob("*.exr"))}
 
 
-def resolve_environment(name_or_path: str) -> Path:
-    """A bundled environment name (e.g. ``courtyard``) or a path to an equirectangular .exr/.hdr file."""
-    environments = bundled_environments()
+def bundled_environments() -> Dict[str, Path]:
+    """Environment name -> equirectangular EXR bundled with the bpy wheel."""
+    return environments_under(_package_dir("bpy"))
+
+
+def resolve_environment(name_or_path: str, environments: Optional[Dict[str, Path]] = None) -> Path:
+    """An environment name (e.g. ``courtyard``) of ``environments`` (default: the bundled ones) or a path to an
+    equirectangular .exr/.hdr file."""
+    environments = bundled_environments() if environments is None else environments
     if name_or_path in environments:
         return environments[name_or_path]
-    path = Path(name_or_path)
-    if path.suffix.lower() in (".exr", ".hdr"):
-        if not path.is_file():
-            raise NeroDataError(path, "environment map file does not exist")
-        return path.resolve()
-    raise NeroDataError(
+    return _existing_file(
         name_or_path,
+        (".exr", ".hdr"),
+        "environment map",
         f"unknown environment; use one of {', '.join(sorted(environments))} or a path to an .exr/.hdr file",
     )
 
@@ -65,13 +83,10 @@ def resolve_mesh(name_or_path: str) -> str | Path:
         return name_or_path
     if name_or_path == "bunny":
         return bunny_path()
-    path = Path(name_or_path)
-    if path.suffix.lower() in MESH_FILE_SUFFIXES:
-        if not path.is_file():
-            raise NeroDataError(path, "mesh file does not exist")
-        return path.resolve()
-    raise NeroDataError(
+    return _existing_file(
         name_or_path,
+        MESH_FILE_SUFFIXES,
+        "mesh",
         f"unknown mesh; use one of {', '.join(FILE_MESHES + PRIMITIVE_MESHES)} or a path to a .ply/.obj file",
     )
 

@@ -1,4 +1,4 @@
-"""Writer for the GlossyReal / custom layouts (nero_spec 2.2-2.3): a COLMAP binary model and the object's points.
+"""Writer for the GlossyReal / custom layouts (method.md §2.2-2.3): a COLMAP binary model and the object's points.
 
 ``colmap/sparse/0/{cameras,images,points3D}.bin`` through nerfstudio's ``colmap_parsing_utils`` writers,
 ``object_point_cloud.ply`` and, for ``custom``, ``meta_info.txt`` (line 1 up, line 2 forward).

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Tuple
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
 from nero_nerfstudio.core.errors import NeroDataError
@@ -29,8 +28,11 @@ from nero_nerfstudio.scenes.camera_rig import fibonacci_sphere_directions, look_
 from nero_nerfstudio.scenes.colmap_layout import write_colmap_model, write_meta_info, write_object_point_cloud
 from nero_nerfstudio.scenes.ground_truth import GroundTruthCaster, GroundTruthMesh, sample_surface_points
 from nero_nerfstudio.scenes.similarity import Similarity, blender_to_colmap, blender_to_synthetic
-from nero_nerfstudio.scenes.synthetic_layout import DEPTH_RANGE, write_synthetic_view
+from nero_nerfstudio.scenes.synthetic_layout import write_synthetic_view
 from nero_nerfstudio.utils.io import atomic_path, atomic_write_bytes
+from nero_nerfstudio.utils.progress import counting_progress
+from nero_nerfstudio.utils.setting_checks import SettingProblems
+from nero_nerfstudio.utils.synthetic_io import DEPTH_RANGE
 
 Layout = Literal["synthetic", "real", "custom"]
 
@@ -85,29 +87,17 @@ class RenderSceneConfig:
 
     def validate(self) -> None:
         """Raise :class:`NeroDataError` naming the output folder for settings that cannot make a scene."""
-        problems = []
-        if self.num_views < 1:
-            problems.append(f"num_views must be >= 1, got {self.num_views}")
-        if self.resolution < 8:
-            problems.append(f"resolution must be >= 8, got {self.resolution}")
-        if self.samples < 1:
-            problems.append(f"samples must be >= 1, got {self.samples}")
-        if not 0.0 <= self.metallic <= 1.0:
-            problems.append(f"metallic must be in [0, 1], got {self.metallic}")
-        if not 0.0 <= self.roughness <= 1.0:
-            problems.append(f"roughness must be in [0, 1], got {self.roughness}")
-        if any(not 0.0 <= value <= 1.0 for value in self.albedo):
-            problems.append(f"albedo must be in [0, 1], got {self.albedo}")
+        problems = SettingProblems(self)
+        problems.at_least(num_views=1, resolution=8, samples=1)
+        problems.in_unit_interval("metallic", "roughness", "albedo")
         if not 0.0 < self.fov_deg < 170.0:
-            problems.append(f"fov_deg must be in (0, 170), got {self.fov_deg}")
+            problems.add(f"fov_deg must be in (0, 170), got {self.fov_deg}")
         elif self.camera_distance * math.sin(math.radians(self.fov_deg) / 2) <= self.mesh_radius:
-            problems.append("the object does not fit in the view: raise camera_distance or fov_deg")
+            problems.add("the object does not fit in the view: raise camera_distance or fov_deg")
         if self.layout == "synthetic" and self.camera_distance + self.mesh_radius >= 0.95 * DEPTH_RANGE:
-            problems.append(f"synthetic depth PNGs hold depths below {DEPTH_RANGE}: lower camera_distance")
-        if self.colmap_scale <= 0:
-            problems.append(f"colmap_scale must be > 0, got {self.colmap_scale}")
-        if problems:
-            raise NeroDataError(self.output_dir, "; ".join(problems))
+            problems.add(f"synthetic depth PNGs hold depths below {DEPTH_RANGE}: lower camera_distance")
+        problems.positive("colmap_scale")
+        problems.raise_if_any(self.output_dir)
 
 
 def image_names(layout: Layout, num_views: int) -> List[str]:
@@ -135,8 +125,7 @@ def run_blender_job(job_path: Path, num_views: int, description: str) -> None:
     """Run the Blender child, drive a progress bar from its progress lines, and keep its log tail for errors."""
     command = [sys.executable, "-m", "nero_nerfstudio.scenes.blender_render", str(job_path)]
     log_tail: collections.deque = collections.deque(maxlen=30)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as progress:
+    with counting_progress() as progress:
         task = progress.add_task(description, total=num_views)
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as child:
             assert child.stdout is not None

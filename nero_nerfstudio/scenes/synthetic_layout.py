@@ -1,4 +1,4 @@
-"""Writer for the GlossySynthetic layout (nero_spec 2.1): ``<k>.png``, ``<k>-camera.pkl``, ``<k>-depth.png``."""
+"""Writer for the GlossySynthetic layout (method.md §2.1): ``<k>.png``, ``<k>-camera.pkl``, ``<k>-depth.png``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nero_nerfstudio.utils.io import atomic_path, atomic_write_bytes
-
-DEPTH_RANGE = 15.0
-"""``<k>-depth.png`` stores ``round(z / 15 * 65535)``; the background saturates at 65535."""
+from nero_nerfstudio.utils.synthetic_io import DEPTH_RANGE
 
 
 def encode_depth_png(depth: np.ndarray) -> np.ndarray:

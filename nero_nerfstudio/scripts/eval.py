@@ -2,7 +2,7 @@
 
 Subcommands (each writes a JSON file with ``--output`` and prints a one-line summary):
 
-* ``shape``: Chamfer distance as NeRO measures it on GlossySynthetic (spec 6.1), normal angle error, and Chamfer
+* ``shape``: Chamfer distance as NeRO measures it on GlossySynthetic (method.md §6.1), normal angle error, and Chamfer
   against a ground-truth mesh;
 * ``nvs``: PSNR/SSIM(/LPIPS) of a trained run on its held-out images;
 * ``relight``: PSNR/SSIM(/LPIPS) of relit images after the per-channel rescale of the relighting protocol;
@@ -50,6 +50,12 @@ def _format(value: Optional[float], spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _summarised(report: Dict[str, Any], summary: str) -> Dict[str, Any]:
+    """Print an evaluation's one-line ``summary`` and hand its ``report`` back."""
+    CONSOLE.print(summary, highlight=False)
+    return report
+
+
 @dataclass
 class EvalShape:
     """Chamfer distance (NeRO's GlossySynthetic protocol), normal error, and Chamfer against a GT mesh."""
@@ -93,13 +99,12 @@ class EvalShape:
             "data": str(self.data),
             "notes": result.notes,
         }
-        CONSOLE.print(
+        return _summarised(
+            report,
             f"{self.mesh.stem}: chamfer {_format(report['chamfer'], '.5f')}, "
             f"normal error {_format(report['normal_error_deg'], '.2f')} deg, "
             f"chamfer vs GT mesh {_format(report['chamfer_gt_mesh'], '.5f')}",
-            highlight=False,
         )
-        return report
 
 
 def load_eval_pipeline(config_path: Path) -> Tuple[Pipeline, int]:
@@ -144,12 +149,11 @@ class EvalNovelViews:
             "per_view": result.per_view,
             "load_config": str(self.load_config),
         }
-        CONSOLE.print(
+        return _summarised(
+            report,
             f"{len(result.per_view)} held-out images (step {step}): PSNR {result.psnr:.2f} dB, "
             f"SSIM {result.ssim:.4f}, LPIPS {_format(result.lpips, '.4f')}",
-            highlight=False,
         )
-        return report
 
 
 @dataclass
@@ -184,12 +188,11 @@ class EvalRelight:
             "pred": str(self.pred),
             "gt": str(self.gt),
         }
-        CONSOLE.print(
+        return _summarised(
+            report,
             f"{len(result.views)} views, rescaled: PSNR {result.scaled.psnr:.2f} dB, SSIM {result.scaled.ssim:.4f}, "
             f"LPIPS {_format(result.scaled.lpips, '.4f')} (unscaled PSNR {result.unscaled.psnr:.2f} dB)",
-            highlight=False,
         )
-        return report
 
 
 @dataclass
@@ -241,12 +244,11 @@ class EvalMaterials:
             "mesh_materials": str(self.mesh_materials),
             "data": str(self.data),
         }
-        CONSOLE.print(
+        return _summarised(
+            report,
             f"{int(visible.sum())}/{visible.size} visible vertices: metallic MAE {errors['metallic_mae']:.4f}, "
             f"roughness MAE {errors['roughness_mae']:.4f}, albedo MAE {errors['albedo_mae']:.4f}",
-            highlight=False,
         )
-        return report
 
 
 EVALUATIONS: Dict[str, type] = {

@@ -65,8 +65,9 @@ def test_paper_configuration():
     config = nero_shape.config
     model = config.pipeline.model
     assert config.max_num_iterations == 300_000
-    assert (model.num_coarse_samples, model.num_upsample_rounds, model.num_upsample_per_round) == (64, 4, 16)
-    assert model.num_background_samples == 32 and model.clip_sample_variance
+    sampler = model.sampler
+    assert (sampler.num_coarse, sampler.num_upsample_rounds, sampler.num_upsample_per_round) == (64, 4, 16)
+    assert sampler.num_background == 32 and sampler.clip_sample_variance
     assert (model.sdf_field.num_layers, model.sdf_field.hidden_dim, model.sdf_field.skip_layers) == (8, 256, (4,))
     assert model.sdf_field.encoding == "frequency" and model.shading.hidden_dim == 256
     assert (model.anneal_end, model.freeze_inv_s_step, model.occlusion_loss_start) == (50_000, 15_000, 20_000)
@@ -112,8 +113,9 @@ def test_small_schedule_scales_with_the_run_length():
     assert config.optimizers["fields"]["scheduler"].warm_up_end == 50
     assert config.optimizers["fields"]["optimizer"].lr == 2e-3  # a 100x shorter schedule needs a larger rate
     assert scaled_step(5000, 6) == 1  # never 0: the warm-up and init regulariser need at least one step
-    assert model.sdf_field.hidden_dim == 64 and model.num_coarse_samples == 32
-    assert model.num_upsample_rounds * model.num_upsample_per_round == 32 and model.num_background_samples == 16
+    assert model.sdf_field.hidden_dim == 64 and model.sampler.num_coarse == 32
+    assert model.sampler.num_upsample_rounds * model.sampler.num_upsample_per_round == 32
+    assert model.sampler.num_background == 16
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))

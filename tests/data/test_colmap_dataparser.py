@@ -6,12 +6,9 @@ import torch
 from PIL import Image
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
-from nero_nerfstudio.data.dataparsers.nero_colmap_dataparser import (
-    NeroCustomDataParserConfig,
-    NeroRealDataParserConfig,
-    read_point_cloud,
-)
+from nero_nerfstudio.data.dataparsers.nero_colmap_dataparser import NeroCustomDataParserConfig, NeroRealDataParserConfig
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.utils.colmap_io import read_point_cloud
 from nero_fixtures import (
     HEIGHT,
     WIDTH,

@@ -1,4 +1,4 @@
-"""Photographer frame (spec 3.5)."""
+"""Photographer frame (method.md §3.5)."""
 
 import numpy as np
 import pytest

@@ -8,11 +8,9 @@ import torch
 from PIL import Image
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
-from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import (
-    NeroSyntheticDataParserConfig,
-    load_depth_and_mask,
-)
+from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.utils.synthetic_io import load_depth_and_mask
 from nero_fixtures import HEIGHT, WIDTH, intrinsics, write_rgb, write_synthetic_scene
 
 

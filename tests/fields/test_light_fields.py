@@ -86,6 +86,12 @@ def test_photographer_light_is_at_most_one_and_zero_off_the_plane():
     assert torch.all(radiance[1] == 0) and torch.all(weight[1] == 0)
 
 
+def test_stage_two_photographer_light_starts_at_0_02():
+    # NeRO initialises Stage II's photographer light higher than Stage I's (0.01, see the split-sum shader tests).
+    light = PhotographerLightField(hidden_dim=16)
+    torch.testing.assert_close(light.mlp.layers[-1].bias, torch.full((4,), math.log(0.02)))
+
+
 @pytest.fixture(scope="module")
 def box_caster():
     box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))

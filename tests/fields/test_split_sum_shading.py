@@ -145,7 +145,7 @@ def test_occlusion_head_does_not_reach_the_geometry(brdf_lut: SplitSumLUT) -> No
 
 
 def _photographer_w2p(num: int) -> torch.Tensor:
-    """Photographer at (0, -3, 0) facing +y (z-up world), the frame of spec 3.5."""
+    """Photographer at (0, -3, 0) facing +y (z-up world), the frame of method.md §3.5."""
     rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     translation = -(rotation @ torch.tensor([0.0, -3.0, 0.0]))
     return torch.cat([rotation, translation[:, None]], dim=-1).expand(num, 3, 4)

@@ -22,7 +22,7 @@ from nero_nerfstudio.model_components.brdf_lut import (
 )
 from nero_nerfstudio.scripts import make_brdf_lut
 
-# The spec quotes the reference table to about 3 decimals.
+# The reference values of method.md §5.3 are known to about 3 decimals.
 SPOT_TOLERANCE = 3e-3
 FIRST, LAST = 0.5 / 256, 255.5 / 256
 

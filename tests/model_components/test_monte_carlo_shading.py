@@ -17,13 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from nero_nerfstudio.model_components.ggx import (
-    fibonacci_sample_set,
-    fresnel_schlick,
-    ggx_distribution,
-    reflect,
-    smith_schlick_ggx,
-)
+from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
+from nero_nerfstudio.model_components.microfacet import GGXMicrofacet, reflect
 from nero_nerfstudio.model_components.monte_carlo_shading import (
     monte_carlo_shade,
     sample_shading_directions,
@@ -50,6 +45,10 @@ def _points(n_dot_v: float, num_points: int = 8, dtype: torch.dtype = torch.floa
     return normals, view
 
 
+def _as_materials(metallic: torch.Tensor, alpha: torch.Tensor, albedo: torch.Tensor) -> dict:
+    return {"metallic": metallic, "alpha": alpha, "albedo": albedo}
+
+
 def _materials(num_points: int, metallic: float, alpha: float, albedo, dtype: torch.dtype = torch.float32):
     return (
         torch.full((num_points, 1), metallic, dtype=dtype),
@@ -60,7 +59,7 @@ def _materials(num_points: int, metallic: float, alpha: float, albedo, dtype: to
 
 def _nero_shade(normals, view, metallic, alpha, albedo, light=_white, azimuth_offsets=None):
     directions = sample_shading_directions(normals, view, alpha, DIFFUSE_SET, SPECULAR_SET, azimuth_offsets)
-    return monte_carlo_shade(normals, view, metallic, alpha, albedo, directions, light, NUM_DIFFUSE)
+    return monte_carlo_shade(normals, view, _as_materials(metallic, alpha, albedo), directions, light, NUM_DIFFUSE)
 
 
 def _specular_albedo_quadrature(n_dot_v: float, alpha: float, f0: float) -> float:
@@ -74,10 +73,10 @@ def _specular_albedo_quadrature(n_dot_v: float, alpha: float, f0: float) -> floa
     view = np.array([math.sqrt(1 - n_dot_v**2), 0.0, n_dot_v])
     half = light + view
     half /= np.linalg.norm(half, axis=-1, keepdims=True)
-    alpha_t = torch.tensor(alpha, dtype=torch.float64)
-    distribution = ggx_distribution(torch.from_numpy(half[..., 2].copy()), alpha_t, eps=0.0)
-    geometry = smith_schlick_ggx(torch.tensor(n_dot_v, dtype=torch.float64), torch.from_numpy(cos_l), alpha_t)
-    fresnel = fresnel_schlick(torch.tensor([f0], dtype=torch.float64), torch.from_numpy(half @ view)[..., None])[..., 0]
+    lobe = GGXMicrofacet(torch.tensor(alpha, dtype=torch.float64), nero_numerics=False)
+    distribution = lobe.eval(torch.from_numpy(half[..., 2].copy()))
+    geometry = lobe.G(torch.tensor(n_dot_v, dtype=torch.float64), torch.from_numpy(cos_l))
+    fresnel = lobe.fresnel(torch.tensor([f0], dtype=torch.float64), torch.from_numpy(half @ view)[..., None])[..., 0]
     integrand = (distribution * geometry * fresnel).numpy() / (4 * n_dot_v)
     return float(integrand.sum() / num_cos * 2 * np.pi / num_phi)
 
@@ -93,7 +92,9 @@ def test_lambertian_surface_under_white_light(n_dot_v: float) -> None:
     normals64, view64 = _points(n_dot_v, dtype=torch.float64)
     metallic, alpha, albedo64 = _materials(8, 0.0, 0.25, albedo, torch.float64)
     generator = torch.Generator().manual_seed(0)
-    unbiased = unbiased_monte_carlo_shade(normals64, view64, metallic, alpha, albedo64, _white, 256, 8192, generator)
+    unbiased = unbiased_monte_carlo_shade(
+        normals64, view64, _as_materials(metallic, alpha, albedo64), _white, 256, 8192, generator
+    )
     torch.testing.assert_close(unbiased.diffuse_color, albedo64)
     # Dielectric specular (F0 = 0.04) on top of the Lambertian term: the unbiased estimator matches quadrature.
     expected_specular = _specular_albedo_quadrature(n_dot_v, 0.25, 0.04)
@@ -114,7 +115,13 @@ def test_mirror_like_metal_reflects_everything(alpha: float, n_dot_v: float) -> 
     normals64, view64 = _points(n_dot_v, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     unbiased = unbiased_monte_carlo_shade(
-        normals64, view64, *_materials(8, 1.0, alpha, [1.0, 1.0, 1.0], torch.float64), _white, 16, 1024, generator
+        normals64,
+        view64,
+        _as_materials(*_materials(8, 1.0, alpha, [1.0, 1.0, 1.0], torch.float64)),
+        _white,
+        16,
+        1024,
+        generator,
     )
     np.testing.assert_allclose(unbiased.color.numpy(), 1.0, atol=0.03)
 
@@ -126,7 +133,13 @@ def test_rough_metal_unbiased_matches_quadrature_nero_double_counts(alpha: float
     normals64, view64 = _points(n_dot_v, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     unbiased = unbiased_monte_carlo_shade(
-        normals64, view64, *_materials(8, 1.0, alpha, [1.0, 1.0, 1.0], torch.float64), _white, 16, 8192, generator
+        normals64,
+        view64,
+        _as_materials(*_materials(8, 1.0, alpha, [1.0, 1.0, 1.0], torch.float64)),
+        _white,
+        16,
+        8192,
+        generator,
     )
     assert float(unbiased.color.mean()) == pytest.approx(expected, rel=0.02)
 
@@ -145,8 +158,12 @@ def test_light_tensor_equals_light_function_and_jitter_keeps_lobe_angles() -> No
     directions = sample_shading_directions(normals, view, alpha, DIFFUSE_SET, SPECULAR_SET)
     assert directions.shape == (8, NUM_DIFFUSE + NUM_SPECULAR, 3)
     torch.testing.assert_close(directions.norm(dim=-1), torch.ones(8, NUM_DIFFUSE + NUM_SPECULAR))
-    from_function = monte_carlo_shade(normals, view, metallic, alpha, albedo, directions, sky, NUM_DIFFUSE)
-    from_tensor = monte_carlo_shade(normals, view, metallic, alpha, albedo, directions, sky(directions), NUM_DIFFUSE)
+    from_function = monte_carlo_shade(
+        normals, view, _as_materials(metallic, alpha, albedo), directions, sky, NUM_DIFFUSE
+    )
+    from_tensor = monte_carlo_shade(
+        normals, view, _as_materials(metallic, alpha, albedo), directions, sky(directions), NUM_DIFFUSE
+    )
     torch.testing.assert_close(from_function.color, from_tensor.color)
     assert not torch.allclose(from_function.color, from_function.color.mean(0).expand(8, 3))  # light varies
 
@@ -165,7 +182,9 @@ def test_gradients_reach_materials_and_light() -> None:
     metallic, alpha, albedo = (t.requires_grad_() for t in _materials(8, 0.5, 0.3, [0.6, 0.5, 0.4]))
     directions = sample_shading_directions(normals, view, alpha, DIFFUSE_SET, SPECULAR_SET)
     radiance = torch.full_like(directions, 0.7).requires_grad_()
-    shading = monte_carlo_shade(normals, view, metallic, alpha, albedo, directions, radiance, NUM_DIFFUSE)
+    shading = monte_carlo_shade(
+        normals, view, _as_materials(metallic, alpha, albedo), directions, radiance, NUM_DIFFUSE
+    )
     shading.color.sum().backward()
     for tensor in (metallic, alpha, albedo, radiance):
         assert tensor.grad is not None and torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0
@@ -201,4 +220,6 @@ def test_rejects_radiance_of_the_wrong_shape() -> None:
     metallic, alpha, albedo = _materials(8, 0.5, 0.3, [0.6, 0.5, 0.4])
     directions = sample_shading_directions(normals, view, alpha, DIFFUSE_SET, SPECULAR_SET)
     with pytest.raises(ValueError, match="light radiance must have shape"):
-        monte_carlo_shade(normals, view, metallic, alpha, albedo, directions, torch.ones(8, 3), NUM_DIFFUSE)
+        monte_carlo_shade(
+            normals, view, _as_materials(metallic, alpha, albedo), directions, torch.ones(8, 3), NUM_DIFFUSE
+        )

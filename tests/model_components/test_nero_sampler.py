@@ -7,7 +7,7 @@ import torch
 from nerfstudio.cameras.rays import RayBundle
 
 from nero_nerfstudio.model_components.nero_sampler import (
-    NeroSampler,
+    NeroSamplerConfig,
     background_depths,
     coarse_depths,
     sphere_near_far,
@@ -69,7 +69,7 @@ def test_background_depths_inverse_spacing():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_sample_counts_sorted_and_contiguous(training: bool):
-    sampler = NeroSampler(num_coarse=64, num_upsample_rounds=4, num_upsample_per_round=16, num_background=32)
+    sampler = NeroSamplerConfig(num_coarse=64, num_upsample_rounds=4, num_upsample_per_round=16, num_background=32).setup()
     sampler.train(training)
     torch.manual_seed(0)
     bundle = make_bundle(
@@ -88,7 +88,7 @@ def test_sample_counts_sorted_and_contiguous(training: bool):
 
 
 def test_upsamples_concentrate_at_the_surface():
-    sampler = NeroSampler()
+    sampler = NeroSamplerConfig().setup()
     sampler.eval()
     bundle = make_bundle([[0.0, 0.0, 3.0], [0.0, 0.25, 3.0]], [[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
     samples = sampler(bundle, sdf_fn=sphere_sdf, inv_s=1e4)
@@ -106,7 +106,7 @@ def test_sdf_is_evaluated_once_per_new_depth_without_gradients():
         calls.append((points.shape[0], torch.is_grad_enabled()))
         return sphere_sdf(points)
 
-    sampler = NeroSampler(num_coarse=32, num_upsample_rounds=3, num_upsample_per_round=8, num_background=8)
+    sampler = NeroSamplerConfig(num_coarse=32, num_upsample_rounds=3, num_upsample_per_round=8, num_background=8).setup()
     bundle = make_bundle([[0.0, 0.0, 3.0]] * 5, [[0.0, 0.0, -1.0]] * 5)
     sampler(bundle, sdf_fn=counting_sdf)
     assert [count for count, _ in calls] == [5 * 32, 5 * 8, 5 * 8]
@@ -114,7 +114,7 @@ def test_sdf_is_evaluated_once_per_new_depth_without_gradients():
 
 
 def test_eval_is_deterministic_and_training_is_not():
-    sampler = NeroSampler(num_coarse=16, num_upsample_rounds=2, num_upsample_per_round=8, num_background=8)
+    sampler = NeroSamplerConfig(num_coarse=16, num_upsample_rounds=2, num_upsample_per_round=8, num_background=8).setup()
     bundle = make_bundle([[0.1, 0.0, 3.0]] * 3, [[0.0, 0.0, -1.0]] * 3)
     sampler.eval()
     first = sampler(bundle, sdf_fn=sphere_sdf).frustums.starts
@@ -128,8 +128,8 @@ def test_eval_is_deterministic_and_training_is_not():
 
 def test_clip_sample_variance_caps_sharpness_at_inv_s():
     bundle = make_bundle([[0.0, 0.0, 3.0]], [[0.0, 0.0, -1.0]])
-    clipped = NeroSampler(clip_sample_variance=True).eval()
-    free = NeroSampler(clip_sample_variance=False).eval()
+    clipped = NeroSamplerConfig(clip_sample_variance=True).setup().eval()
+    free = NeroSamplerConfig(clip_sample_variance=False).setup().eval()
     spread_clipped = clipped(bundle, sdf_fn=sphere_sdf, inv_s=2.0).frustums.starts[0, :128, 0]
     spread_free = free(bundle, sdf_fn=sphere_sdf, inv_s=2.0).frustums.starts[0, :128, 0]
     # A blunt inv_s spreads the up-samples; without clipping they stay tight around the surface.
@@ -137,7 +137,7 @@ def test_clip_sample_variance_caps_sharpness_at_inv_s():
 
 
 def test_rejects_missing_sdf_and_batched_bundles():
-    sampler = NeroSampler()
+    sampler = NeroSamplerConfig().setup()
     bundle = make_bundle([[0.0, 0.0, 3.0]], [[0.0, 0.0, -1.0]])
     with pytest.raises(ValueError, match="SDF"):
         sampler(bundle)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from nero_nerfstudio.model_components.occlusion import (
-    occlusion_target,
-    select_occlusion_points,
-    sphere_exit_distance,
-)
+from nero_nerfstudio.model_components.occlusion import occlusion_target, select_occlusion_points
 
 ROOF_HEIGHT = 0.5
 
@@ -17,12 +12,6 @@ ROOF_HEIGHT = 0.5
 def roof_sdf(points: torch.Tensor) -> torch.Tensor:
     """A solid slab above y = 0.5 (negative inside the slab)."""
     return ROOF_HEIGHT - points[:, 1:2]
-
-
-def test_sphere_exit_distance():
-    points = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.5, 0.0, 0.0]])
-    directions = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
-    assert sphere_exit_distance(points, directions)[:, 0].tolist() == pytest.approx([1.0, 0.5, 1.5], abs=1e-4)
 
 
 def test_roof_occludes_and_open_sky_does_not():

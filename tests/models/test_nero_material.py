@@ -13,17 +13,11 @@ from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
-from nero_nerfstudio.data.datamanagers.mesh_hits import HIT_DEPTH_KEY, HIT_NORMALS_KEY, HIT_POINTS_KEY
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
-from nero_nerfstudio.models.nero_material import (
-    NeroMaterialModel,
-    NeroMaterialModelConfig,
-    neutral_light_loss,
-    resolve_outer_light,
-    saturation_guard,
-    tangent_offsets,
-)
+from nero_nerfstudio.model_components.losses import neutral_light_loss, saturation_guard, tangent_offsets
+from nero_nerfstudio.models.nero_material import NeroMaterialModel, NeroMaterialModelConfig, resolve_outer_light
 
 SPHERE_RADIUS = 0.5
 PER_RAY_CHANNELS = {
@@ -116,15 +110,15 @@ def test_training_rays_use_the_hits_from_the_metadata(model: NeroMaterialModel):
     bundle = rays_towards_the_sphere()[:2]
     # A hit the mesh would not give: the model must shade it, not re-cast.
     bundle.metadata = {
-        HIT_POINTS_KEY: torch.tensor([[0.0, 0.0, 0.45], [0.0, 0.45, 0.0]]),
-        HIT_NORMALS_KEY: torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
-        HIT_DEPTH_KEY: torch.tensor([[2.55], [7.0]]),
+        NeroKey.HIT_POINTS: torch.tensor([[0.0, 0.0, 0.45], [0.0, 0.45, 0.0]]),
+        NeroKey.HIT_NORMALS: torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]),
+        NeroKey.HIT_DEPTH: torch.tensor([[2.55], [7.0]]),
     }
     model.train()
     outputs = model(bundle)
-    assert torch.equal(outputs["depth"], bundle.metadata[HIT_DEPTH_KEY])
-    assert torch.equal(outputs["normal"], bundle.metadata[HIT_NORMALS_KEY])
-    assert torch.equal(outputs["material_samples"]["points"], bundle.metadata[HIT_POINTS_KEY])
+    assert torch.equal(outputs["depth"], bundle.metadata[NeroKey.HIT_DEPTH])
+    assert torch.equal(outputs["normal"], bundle.metadata[NeroKey.HIT_NORMALS])
+    assert torch.equal(outputs["material_samples"]["points"], bundle.metadata[NeroKey.HIT_POINTS])
 
 
 def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel):

@@ -13,14 +13,11 @@ from nerfstudio.data.scene_box import SceneBox
 from nero_nerfstudio.fields.background_field import NerfPlusPlusFieldConfig
 from nero_nerfstudio.fields.sdf_field import NeroSDFFieldConfig
 from nero_nerfstudio.fields.split_sum_shading import SplitSumShadingConfig
-from nero_nerfstudio.models.nero_shape import (
-    NeroShapeModel,
-    NeroShapeModelConfig,
-    charbonnier_rgb_loss,
-    composite_per_ray,
-    init_sdf_regularizer,
-    surface_depth,
-)
+from nerfstudio.model_components.renderers import SemanticRenderer
+
+from nero_nerfstudio.model_components.losses import charbonnier_rgb_loss, init_sdf_regularizer
+from nero_nerfstudio.model_components.nero_sampler import NeroSamplerConfig
+from nero_nerfstudio.models.nero_shape import NeroShapeModel, NeroShapeModelConfig, surface_depth
 
 NUM_TRAIN_IMAGES = 3
 
@@ -30,10 +27,7 @@ def tiny_config(**overrides) -> NeroShapeModelConfig:
         sdf_field=NeroSDFFieldConfig(num_layers=2, hidden_dim=48, skip_layers=(1,), feature_dim=16),
         background_field=NerfPlusPlusFieldConfig(num_layers=3, hidden_dim=32, skip_layer=1, color_hidden_dim=16),
         shading=SplitSumShadingConfig(hidden_dim=16, num_layers=2),
-        num_coarse_samples=16,
-        num_upsample_rounds=2,
-        num_upsample_per_round=8,
-        num_background_samples=8,
+        sampler=NeroSamplerConfig(num_coarse=16, num_upsample_rounds=2, num_upsample_per_round=8, num_background=8),
         anneal_end=100,
         freeze_inv_s_step=10,
         init_sdf_reg_end=5,
@@ -87,7 +81,8 @@ def test_charbonnier_and_composite_helpers():
     assert charbonnier_rgb_loss(pred, target, 0.0).item() == pytest.approx(0.5)
     values = torch.tensor([[1.0], [2.0], [4.0]])
     weights = torch.tensor([[0.5], [0.25], [1.0]])
-    composited = composite_per_ray(values, weights, torch.tensor([0, 0, 2]), num_rays=3)
+    # The object's maps are composited over a packed subset of samples by nerfstudio's renderer.
+    composited = SemanticRenderer()(values, weights, ray_indices=torch.tensor([0, 0, 2]), num_rays=3)
     assert composited[:, 0].tolist() == [1.0, 0.0, 4.0]
 
 

@@ -12,8 +12,8 @@ from PIL import Image
 from relight_helpers import constant_material, read_rgba, write_nero_materials
 from scipy.ndimage import binary_erosion
 
-from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import load_depth_and_mask
 from nero_nerfstudio.relight.relight import JOB_FILE, RelightConfig, relight
+from nero_nerfstudio.utils.synthetic_io import load_depth_and_mask
 
 pytestmark = pytest.mark.slow
 

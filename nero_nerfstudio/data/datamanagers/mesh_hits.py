@@ -1,56 +1,23 @@
-"""Pixels whose primary ray hits the fixed Stage II mesh, traced once (spec 4.1), and the mesh they are traced on.
+"""Pixels whose primary ray hits the fixed Stage II mesh, traced once (method.md §4.1).
 
 The pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal and ray
-distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (keys below), so the
+distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
 model does not trace primary rays during training.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 from jaxtyping import Float, Int
 from nerfstudio.cameras.cameras import Cameras
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.core.frames import dataset_to_normalised
-from nero_nerfstudio.utils.mesh_io import load_triangle_mesh
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.raycasting.base import MeshRayCaster
-
-HIT_POINTS_KEY = "hit_points"
-"""``RayBundle.metadata`` key: ``[num_rays, 3]`` primary hit points (normalised frame)."""
-HIT_NORMALS_KEY = "hit_normals"
-"""``RayBundle.metadata`` key: ``[num_rays, 3]`` outward unit face normals at the hits."""
-HIT_DEPTH_KEY = "hit_depth"
-"""``RayBundle.metadata`` key: ``[num_rays, 1]`` distance from the ray origin to the hit."""
-
-DATAPARSER_TRANSFORM_KEY = "dataparser_transform"
-"""Dataset metadata key added by the mesh-ray datamanager: ``[3, 4]`` dataset -> normalised frame (before scale)."""
-DATAPARSER_SCALE_KEY = "dataparser_scale"
-"""Dataset metadata key added by the mesh-ray datamanager: the scale applied after the transform."""
-
-
-def load_mesh_in_normalised_frame(
-    mesh_path: Path, dataparser_transform: Float[Tensor, "3 4"], dataparser_scale: float
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Vertices ``[V, 3]`` (float64) and faces ``[F, 3]`` of a dataset-frame mesh, moved to the normalised frame
-    ``x_n = scale (R x + t)``.
-
-    Raises:
-        NeroDataError: the file is missing, unreadable or holds no triangles.
-    """
-    mesh = load_triangle_mesh(Path(mesh_path))
-    transform = torch.as_tensor(dataparser_transform, dtype=torch.float64).cpu().numpy()
-    vertices = dataset_to_normalised(mesh.vertices, transform, float(dataparser_scale))
-    if not np.isfinite(vertices).all():
-        raise NeroDataError(mesh_path, "mesh has NaN or infinite vertex coordinates")
-    return vertices, np.asarray(mesh.faces, dtype=np.int64)
 
 
 @dataclass
@@ -170,7 +137,7 @@ class ShuffledBatches:
 def pool_batch_metadata(pool: MeshHitPool, device: Optional[torch.device | str] = None) -> dict:
     """The ``RayBundle.metadata`` entries of a batch of the pool."""
     return {
-        HIT_POINTS_KEY: pool.points.to(device),
-        HIT_NORMALS_KEY: pool.normals.to(device),
-        HIT_DEPTH_KEY: pool.depth.to(device),
+        NeroKey.HIT_POINTS: pool.points.to(device),
+        NeroKey.HIT_NORMALS: pool.normals.to(device),
+        NeroKey.HIT_DEPTH: pool.depth.to(device),
     }

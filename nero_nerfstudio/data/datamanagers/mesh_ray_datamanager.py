@@ -1,20 +1,21 @@
-"""Training rays of Stage II: only pixels whose primary ray hits the fixed mesh (spec 4.1).
+"""Training rays of Stage II: only pixels whose primary ray hits the fixed mesh (method.md §4.1).
 
 At setup every training pixel is traced once against the mesh; training batches are drawn from the hitting pixels
 (reshuffled when used up) and carry their hit in ``RayBundle.metadata`` (:mod:`.mesh_hits`). Evaluation batches and
 images are nerfstudio's usual ones: the model traces those rays itself.
 
-The mesh comes from ``mesh_path`` when set, otherwise from the model (``nero-material``'s
-``--pipeline.model.mesh-path``), which is handed over through the training callbacks, after both exist. The
-datamanager also adds the parser's ``dataparser_transform`` / ``dataparser_scale`` to the dataset metadata, so the
-model can move the dataset-frame mesh into the normalised frame in every mode (training, viewer, evaluation).
+The mesh has one owner, the model (``nero-material``'s ``--pipeline.model.mesh-path``): it loads the mesh and builds
+the ray caster; this datamanager traces the pixels with that caster, handed over through the training callbacks once
+both exist. Data flows one way: the datamanager adds the parser's ``dataparser_transform`` / ``dataparser_scale`` to
+the dataset metadata, so the model can move the dataset-frame mesh into the normalised frame in every mode
+(training, viewer, evaluation).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -23,19 +24,11 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.model_components.ray_generators import RayGenerator
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from nero_nerfstudio.data.datamanagers.mesh_hits import (
-    DATAPARSER_SCALE_KEY,
-    DATAPARSER_TRANSFORM_KEY,
-    MeshHitPool,
-    ShuffledBatches,
-    load_mesh_in_normalised_frame,
-    pool_batch_metadata,
-    trace_hit_pool,
-)
-from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.data.datamanagers.mesh_hits import MeshHitPool, ShuffledBatches, pool_batch_metadata, trace_hit_pool
+from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
 from nero_nerfstudio.raycasting.base import MeshRayCaster
-from nero_nerfstudio.raycasting.factory import make_ray_caster
 
 
 @dataclass
@@ -44,10 +37,6 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
 
     _target: Type = field(default_factory=lambda: MeshRayDataManager)
     train_num_rays_per_batch: int = 512
-    mesh_path: Optional[Path] = None
-    """Mesh to trace, in the dataset frame; None takes the model's mesh (``--pipeline.model.mesh-path``)."""
-    ray_caster_backend: Literal["auto", "open3d", "cuda"] = "auto"
-    """Backend of the caster built for ``mesh_path`` (the model's own caster is used otherwise)."""
     trace_chunk_size: int = 1 << 20
     """Primary rays per cast call while building the pool."""
 
@@ -62,29 +51,22 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
 
     def create_train_dataset(self) -> NeroDataset:
         transform = self.train_dataparser_outputs.dataparser_transform
-        self.train_dataparser_outputs.metadata[DATAPARSER_TRANSFORM_KEY] = torch.as_tensor(transform).float().clone()
-        self.train_dataparser_outputs.metadata[DATAPARSER_SCALE_KEY] = float(self.train_dataparser_outputs.dataparser_scale)
+        self.train_dataparser_outputs.metadata[NeroKey.DATAPARSER_TRANSFORM] = torch.as_tensor(transform).float().clone()
+        self.train_dataparser_outputs.metadata[NeroKey.DATAPARSER_SCALE] = float(self.train_dataparser_outputs.dataparser_scale)
         return super().create_train_dataset()
 
     def setup_train(self) -> None:
-        """Ray generator over the training cameras; the pixel pool is traced as soon as a mesh is known (images are
-        read once then, not cached by a dataloader)."""
+        """Ray generator over the training cameras; the pixel pool is traced once the model's mesh is known (images
+        are read once then, not cached by a dataloader)."""
         self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
         self.hit_pool = None
         self._batches = None
-        if self.config.mesh_path is not None:
-            vertices, faces = load_mesh_in_normalised_frame(
-                self.config.mesh_path,
-                self.train_dataparser_outputs.dataparser_transform,
-                self.train_dataparser_outputs.dataparser_scale,
-            )
-            self.build_hit_pool(make_ray_caster(vertices, faces, backend=self.config.ray_caster_backend))
 
     def build_hit_pool(self, ray_caster: MeshRayCaster, mesh_name: Optional[Path] = None) -> MeshHitPool:
         """Trace every training pixel against ``ray_caster``'s mesh (normalised frame) and keep the hits.
 
         Raises:
-            NeroDataError: no pixel hits the mesh (named by ``mesh_name``, default ``mesh_path``).
+            NeroDataError: no pixel hits the mesh (named by ``mesh_name``).
         """
         CONSOLE.print("Tracing every training pixel against the mesh...")
         pool = trace_hit_pool(
@@ -95,7 +77,7 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         )
         if len(pool) == 0:
             raise NeroDataError(
-                mesh_name or self.config.mesh_path or "mesh",
+                mesh_name or "mesh",
                 "no training pixel's ray hits the mesh (is the mesh in the dataset frame of this scene?)",
             )
         cameras = self.train_dataset.cameras
@@ -106,15 +88,15 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         return pool
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        """Called once the pipeline exists: trace the model's mesh unless a mesh of our own was traced."""
+        """Called once the pipeline exists: trace the model's mesh (unless a pool was already built)."""
         if self.hit_pool is None:
             pipeline = training_callback_attributes.pipeline
             model = getattr(pipeline, "model", None) if pipeline is not None else None
             ray_caster = getattr(model, "ray_caster", None)
             if ray_caster is None:
                 raise ValueError(
-                    "MeshRayDataManager needs a mesh: set --pipeline.datamanager.mesh-path, or use a model with a "
-                    "'ray_caster' (nero-material: --pipeline.model.mesh-path)"
+                    "MeshRayDataManager needs a mesh: use a model that owns one as 'ray_caster' "
+                    "(nero-material: --pipeline.model.mesh-path)"
                 )
             self.build_hit_pool(ray_caster, getattr(model.config, "mesh_path", None))
         return []

@@ -16,6 +16,7 @@ from PIL import Image
 
 from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_nerfstudio.core.splits import nero_validation_split, synthetic_test_split
 
@@ -102,7 +103,8 @@ def nero_metadata(
     dataset_format: Literal["synthetic", "real", "custom"],
     fixed_camera: bool = False,
 ) -> Dict[str, Any]:
-    """The metadata keys of architecture.md shared by all formats (``depth_filenames`` is added by the caller).
+    """The metadata shared by all formats (:class:`~nero_nerfstudio.core.keys.NeroKey`; ``depth_filenames`` is added by
+    the caller).
 
     Args:
         image_ids: NeRO ids of the split's images.
@@ -110,10 +112,12 @@ def nero_metadata(
     """
     synthetic = dataset_format == "synthetic"
     return {
-        "image_ids": list(image_ids),
-        "up_axis": "y" if synthetic else "z",
+        NeroKey.IMAGE_IDS: list(image_ids),
+        NeroKey.UP_AXIS: "y" if synthetic else "z",
         # NeRO builds the photographer frame assuming z-up for every format; synthetic runs keep the light off.
-        "photographer_w2p": torch.as_tensor(photographer_w2p(w2c, fixed_camera=fixed_camera), dtype=torch.float32),
-        "photographer_light": not synthetic,
-        "dataset_format": dataset_format,
+        NeroKey.PHOTOGRAPHER_W2P: torch.as_tensor(
+            photographer_w2p(w2c, fixed_camera=fixed_camera), dtype=torch.float32
+        ),
+        NeroKey.PHOTOGRAPHER_LIGHT: not synthetic,
+        NeroKey.DATASET_FORMAT: dataset_format,
     }

@@ -1,16 +1,15 @@
-"""nero-synthetic: NeRO's GlossySynthetic folders (spec 2.1).
+"""nero-synthetic: NeRO's GlossySynthetic folders (method.md §2.1).
 
 Layout: ``<k>.png`` (RGB), ``<k>-camera.pkl`` (a pickled ``(w2c 3x4 OpenCV, K 3x3)`` pair), ``<k>-depth.png``
-(16-bit z-depth). The world is already NeRO's normalised frame (object in the unit sphere, y-up) and is kept as is.
+(16-bit z-depth), read with :mod:`nero_nerfstudio.utils.synthetic_io`. The world is already NeRO's normalised frame
+(object in the unit sphere, y-up) and is kept as is.
 """
 
 from __future__ import annotations
 
-import pickle
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Type
+from typing import List, Literal, Optional, Type
 
 import numpy as np
 import torch
@@ -27,47 +26,8 @@ from nero_nerfstudio.data.dataparsers.nero_parser_common import (
     split_indices,
 )
 from nero_nerfstudio.core.errors import NeroDataError
-
-# Depth PNGs store value / 65535 * 15 scene units; the background saturates at 15.
-DEPTH_RANGE = 15.0
-BACKGROUND_DEPTH = 14.5
-
-_CAMERA_FILE = re.compile(r"^(\d+)-camera\.pkl$")
-
-
-def load_depth_and_mask(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    """Depth ``[H, W]`` float32 (z-depth, scene units) and foreground mask ``[H, W]`` bool of a ``<k>-depth.png``."""
-    try:
-        with Image.open(path) as pil_image:
-            if pil_image.mode not in ("I;16", "I;16B", "I"):
-                raise NeroDataError(path, f"depth must be a 16-bit single-channel PNG, got mode {pil_image.mode}")
-            values = np.asarray(pil_image).astype(np.float64)
-    except OSError as error:
-        raise NeroDataError(path, f"cannot read depth image ({error})") from error
-    depth = (values / 65535.0 * DEPTH_RANGE).astype(np.float32)
-    return depth, depth < BACKGROUND_DEPTH
-
-
-def load_camera_pickle(path: Path) -> Tuple[np.ndarray, np.ndarray]:
-    """``(w2c [3, 4], K [3, 3])`` float64 from a ``<k>-camera.pkl``."""
-    try:
-        with open(path, "rb") as file:
-            content = pickle.load(file)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
-        raise NeroDataError(path, f"cannot unpickle camera ({error})") from error
-    if not isinstance(content, (tuple, list)) or len(content) != 2:
-        raise NeroDataError(path, "expected a pickled (pose 3x4, K 3x3) pair")
-    try:
-        pose, intrinsics = (np.asarray(item, dtype=np.float64) for item in content)
-    except (TypeError, ValueError) as error:
-        raise NeroDataError(path, f"expected a pickled (pose 3x4, K 3x3) pair of numbers ({error})") from error
-    if pose.shape != (3, 4) or intrinsics.shape != (3, 3):
-        raise NeroDataError(
-            path, f"expected a pickled (pose 3x4, K 3x3) pair, got shapes {pose.shape} and {intrinsics.shape}"
-        )
-    if not (np.all(np.isfinite(pose)) and np.all(np.isfinite(intrinsics))):
-        raise NeroDataError(path, "camera pose or K contains NaN or infinite values")
-    return pose, intrinsics
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.utils.synthetic_io import load_camera_pickle, synthetic_view_ids
 
 
 @dataclass
@@ -94,10 +54,7 @@ class NeroSyntheticDataParser(DataParser):
         folder = self.config.data
         if not folder.is_dir():
             raise NeroDataError(folder, "dataset folder not found")
-        ids = [match.group(1) for match in (_CAMERA_FILE.match(p.name) for p in folder.iterdir()) if match]
-        if not ids:
-            raise NeroDataError(folder, "no <k>-camera.pkl files; not a NeRO synthetic (GlossySynthetic) folder")
-        return sorted(ids, key=int)
+        return synthetic_view_ids(folder)
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         folder = self.config.data
@@ -128,7 +85,7 @@ class NeroSyntheticDataParser(DataParser):
 
         metadata = nero_metadata(ids, w2c, "synthetic")
         if depth_paths is not None:
-            metadata["depth_filenames"] = depth_paths
+            metadata[NeroKey.DEPTH_FILENAMES] = depth_paths
         return DataparserOutputs(
             image_filenames=image_paths,
             cameras=nero_cameras(w2c, intrinsics, sizes),

@@ -11,18 +11,12 @@ import pytest
 import torch
 import trimesh
 
-from nero_nerfstudio.data.datamanagers.mesh_hits import (
-    DATAPARSER_SCALE_KEY,
-    DATAPARSER_TRANSFORM_KEY,
-    HIT_DEPTH_KEY,
-    HIT_NORMALS_KEY,
-    HIT_POINTS_KEY,
-    ShuffledBatches,
-    load_mesh_in_normalised_frame,
-)
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.data.datamanagers.mesh_hits import ShuffledBatches
 from nero_nerfstudio.data.datamanagers.mesh_ray_datamanager import MeshRayDataManager, MeshRayDataManagerConfig
 from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.utils.mesh_io import load_mesh_in_normalised_frame
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 from nero_nerfstudio.scenes.camera_rig import look_at_w2c, pinhole_intrinsics
 from nero_nerfstudio.scenes.synthetic_layout import write_synthetic_view
@@ -49,13 +43,21 @@ def box_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_datamanager(scene: Path, mesh_path, scale: float = 1.0, rays: int = 64) -> MeshRayDataManager:
+    """A datamanager whose pool is traced against ``mesh_path`` (dataset frame) the way the model's mesh is, or
+    with no pool yet when ``mesh_path`` is None."""
     config = MeshRayDataManagerConfig(
         dataparser=NeroSyntheticDataParserConfig(data=scene, scale_factor=scale),
-        mesh_path=mesh_path,
         train_num_rays_per_batch=rays,
         eval_num_rays_per_batch=rays,
     )
-    return config.setup(device="cpu")
+    datamanager = config.setup(device="cpu")
+    if mesh_path is not None:
+        outputs = datamanager.train_dataparser_outputs
+        vertices, faces = load_mesh_in_normalised_frame(
+            mesh_path, outputs.dataparser_transform, outputs.dataparser_scale
+        )
+        datamanager.build_hit_pool(make_ray_caster(vertices, faces), mesh_path)
+    return datamanager
 
 
 def slab_intersections(origins: torch.Tensor, directions: torch.Tensor, half_size: float):
@@ -113,12 +115,12 @@ def test_next_train_serves_hit_rays_with_their_metadata(datamanager: MeshRayData
     bundle, batch = datamanager.next_train(0)
     assert bundle.origins.shape == (64, 3) and batch["image"].shape == (64, 3)
     assert batch["indices"].shape == (64, 3)
-    assert bundle.metadata[HIT_POINTS_KEY].shape == (64, 3)
-    assert bundle.metadata[HIT_NORMALS_KEY].shape == (64, 3)
-    assert bundle.metadata[HIT_DEPTH_KEY].shape == (64, 1)
+    assert bundle.metadata[NeroKey.HIT_POINTS].shape == (64, 3)
+    assert bundle.metadata[NeroKey.HIT_NORMALS].shape == (64, 3)
+    assert bundle.metadata[NeroKey.HIT_DEPTH].shape == (64, 1)
     # The metadata belongs to the rays: origin + depth * direction is the hit point.
-    reached = bundle.origins + bundle.metadata[HIT_DEPTH_KEY] * bundle.directions
-    assert torch.allclose(reached, bundle.metadata[HIT_POINTS_KEY], atol=1e-4)
+    reached = bundle.origins + bundle.metadata[NeroKey.HIT_DEPTH] * bundle.directions
+    assert torch.allclose(reached, bundle.metadata[NeroKey.HIT_POINTS], atol=1e-4)
     assert torch.equal(bundle.camera_indices[:, 0], batch["indices"][:, 0])
 
 
@@ -135,8 +137,8 @@ def test_whole_pool_is_served_before_a_reshuffle():
 def test_dataparser_transform_is_applied_to_the_mesh_and_handed_to_the_model(box_scene: Path):
     unscaled = make_datamanager(box_scene, box_scene / "mesh.ply")
     scaled = make_datamanager(box_scene, box_scene / "mesh.ply", scale=0.5)
-    assert scaled.train_dataset.metadata[DATAPARSER_SCALE_KEY] == 0.5
-    assert scaled.train_dataset.metadata[DATAPARSER_TRANSFORM_KEY].shape == (3, 4)
+    assert scaled.train_dataset.metadata[NeroKey.DATAPARSER_SCALE] == 0.5
+    assert scaled.train_dataset.metadata[NeroKey.DATAPARSER_TRANSFORM].shape == (3, 4)
     # Same pixels hit in both frames; the hits scale with the scene.
     assert torch.equal(unscaled.hit_pool.indices, scaled.hit_pool.indices)
     assert torch.allclose(scaled.hit_pool.points, 0.5 * unscaled.hit_pool.points, atol=1e-5)

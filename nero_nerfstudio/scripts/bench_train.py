@@ -1,7 +1,11 @@
-"""One training run of the pipeline benchmark, in its own process: ``python benchmarks/pipeline_train.py SPEC.json``.
+"""One measured training run of a benchmark, in its own process:
+``python -m nero_nerfstudio.scripts.bench_train SPEC.json``.
 
-``bench_pipeline.py`` writes the spec (a ``TrainSpec`` as JSON), runs this script as a child process (so the run's
-peak memory is its own, sampled by the parent from ``/proc``) and reads back the ``TrainResult`` JSON it writes.
+``benchmarks/bench_pipeline.py`` writes the spec (a ``TrainSpec`` as JSON), runs this module as a stage of its table
+(``scripts/stages.py``; a child process, so the run's peak memory is its own, sampled by the parent from ``/proc``)
+and reads back the ``TrainResult`` JSON it writes. Step times and losses come from a ``StepTimer``
+(``engine/step_timer.py``), a pair of nerfstudio training callbacks. ``benchmarks/bench_shape.py`` shares
+``quiet_trainer_config``, ``start_trainer``, ``training_progress`` and ``machine_description``.
 
 Kinds of run:
 
@@ -19,17 +23,22 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, List, Literal, Optional
+from typing import Callable, Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
+
+from nero_nerfstudio.engine.step_timer import StepTimer
+from nero_nerfstudio.scripts.stages import Stage
 
 CONSOLE = Console(width=120)
 RunKind = Literal["shape", "neus-facto", "material"]
@@ -69,6 +78,16 @@ class TrainSpec:
     panel_path: Optional[str] = None
     """PNG of the material maps of the first re-rendered view."""
 
+    @property
+    def spec_path(self) -> Path:
+        """Where ``save`` writes the spec for the child: ``<result>_spec.json`` next to the result."""
+        result_path = Path(self.result_path)
+        return result_path.with_name(result_path.stem + "_spec.json")
+
+    def save(self) -> None:
+        self.spec_path.parent.mkdir(parents=True, exist_ok=True)
+        self.spec_path.write_text(json.dumps(asdict(self), indent=2))
+
 
 @dataclass
 class TrainResult:
@@ -91,6 +110,19 @@ class TrainResult:
     """Mean PSNR over re-rendered training views, pixels that miss the mesh black in both (NeRO's convention)."""
     train_view_psnr_hit: Optional[float] = None
     """Mean PSNR over the pixels whose ray hits the mesh."""
+
+
+def bench_train_stage(spec: TrainSpec, name: str) -> Stage:
+    """The stage that runs ``spec`` (saved with ``spec.save()``) in a child process; done once its result exists.
+    A shape run also writes its mesh (before the result); a material run reads its fixed mesh."""
+    command = ("python", "-m", "nero_nerfstudio.scripts.bench_train", str(spec.spec_path))
+    inputs: Tuple[Path, ...] = (spec.spec_path, Path(spec.scene))
+    outputs: Tuple[Path, ...] = (Path(spec.result_path),)
+    if spec.mesh_path is not None and spec.kind == "material":
+        inputs += (Path(spec.mesh_path),)
+    elif spec.mesh_path is not None:
+        outputs = (Path(spec.mesh_path),) + outputs
+    return Stage(name, command, inputs, outputs)
 
 
 def quiet_trainer_config(trainer_config, output_dir: Path, experiment: str, device: str):
@@ -119,6 +151,64 @@ def _quiet(trainer_config, spec: TrainSpec):
     return trainer_config
 
 
+def start_trainer(trainer_config, threads: int, seed: int):
+    """The set-up trainer of ``trainer_config`` (its config.yml saved first, as ``ns-train`` does), seeded and on
+    ``threads`` torch threads; CUDA peak memory is counted from here."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    trainer_config.save_config()
+    trainer = trainer_config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    if trainer_config.machine.device_type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return trainer
+
+
+def training_progress(label: str, total_steps: int) -> Tuple[Progress, TaskID]:
+    """A progress bar of training steps with the latest loss (advance it with ``loss=``)."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=CONSOLE,
+    )
+    return progress, progress.add_task("train", total=total_steps, loss=float("nan"))
+
+
+def machine_description() -> Dict[str, str]:
+    """This machine's hardware, software versions and load, for a benchmark report."""
+    import nerfstudio
+    from importlib.metadata import version
+
+    cpu_model = platform.processor() or "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        total_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory = f"{total_kib / 2**20:.1f} GiB"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu_model,
+        "ram": memory,
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "nerfstudio": getattr(nerfstudio, "__version__", None) or version("nerfstudio"),
+        "load average at the end (1/5/15 min)": load,
+    }
+
+
 def shape_trainer_config(spec: TrainSpec):
     """Stage I: the small preset fitted to ``spec.steps`` (or the paper preset), on the 96/32-style test split."""
     from nero_nerfstudio.configs.method_configs import (
@@ -143,8 +233,13 @@ def neus_facto_trainer_config(spec: TrainSpec):
     from nerfstudio.configs.method_configs import all_methods
 
     from nero_nerfstudio.data.dataparsers.nero_synthetic_dataparser import NeroSyntheticDataParserConfig
+    from nero_nerfstudio.engine.trainer import NeroTrainerConfig
 
-    trainer = copy.deepcopy(all_methods["neus-facto"])
+    preset = copy.deepcopy(all_methods["neus-facto"])
+    # Same settings on NeroTrainer, whose per-step loss the StepTimer reads (nerfstudio's trainer keeps none).
+    trainer = NeroTrainerConfig(
+        **{option.name: getattr(preset, option.name) for option in fields(preset) if option.name != "_target"}
+    )
     trainer.max_num_iterations = spec.steps
     trainer.pipeline.datamanager.dataparser = NeroSyntheticDataParserConfig(split_mode="test")
     trainer.pipeline.datamanager.data = Path(spec.scene)
@@ -218,60 +313,34 @@ def train(spec: TrainSpec) -> TrainResult:
 
     from nero_nerfstudio.export.mesh import extract_mesh, save_mesh
 
-    torch.set_num_threads(spec.threads)
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed)
     make_config = {"shape": shape_trainer_config, "neus-facto": neus_facto_trainer_config}.get(
         spec.kind, material_trainer_config
     )
     trainer_config = make_config(spec)
-    trainer_config.save_config()
-    trainer = trainer_config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = start_trainer(trainer_config, spec.threads, spec.seed)
     cuda = trainer_config.machine.device_type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     model = trainer.pipeline.model
     gt_mesh = trimesh.load(spec.gt_mesh, force="mesh") if spec.gt_mesh and spec.curve_every > 0 else None
 
-    losses: List[float] = []
-    train_seconds = 0.0
     curve: List[List[float]] = []
     if gt_mesh is not None:
         curve.append([0, 0.0, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
-    progress = Progress(
-        TextColumn(f"[bold]{spec.experiment} {spec.kind}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-    )
-    task = progress.add_task("train", total=trainer_config.max_num_iterations, loss=float("nan"))
-    train_iteration = trainer.train_iteration
+    progress, task = training_progress(f"{spec.experiment} {spec.kind}", trainer_config.max_num_iterations)
 
-    def timed_train_iteration(step: int):
-        nonlocal train_seconds
-        start = time.perf_counter()
-        result = train_iteration(step)
-        if cuda:
-            torch.cuda.synchronize()
-        train_seconds += time.perf_counter() - start
-        losses.append(float(result[0].detach()))
-        progress.update(task, advance=1, loss=losses[-1])
+    def after_step(step: int) -> None:
+        progress.update(task, advance=1, loss=timer.losses[-1])
         if gt_mesh is not None and (step + 1) % spec.curve_every == 0:
-            curve.append([step + 1, train_seconds, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
-        return result
+            curve.append([step + 1, timer.total_seconds, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
 
-    trainer.train_iteration = timed_train_iteration  # type: ignore[method-assign]
+    timer = StepTimer(synchronize_cuda=cuda, on_step=after_step).attach(trainer)
     with progress:
         trainer.train()
     result = TrainResult(
         config_path=str(trainer_config.get_base_dir() / "config.yml"),
-        steps=len(losses),
-        train_seconds=train_seconds,
-        steps_per_second=len(losses) / train_seconds,
-        final_loss=float(np.mean(losses[-20:])),
+        steps=len(timer.seconds),
+        train_seconds=timer.total_seconds,
+        steps_per_second=len(timer.seconds) / timer.total_seconds,
+        final_loss=float(np.mean(timer.losses[-20:])),
         cuda_peak_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         curve=curve,
     )
@@ -293,7 +362,7 @@ def train(spec: TrainSpec) -> TrainResult:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python benchmarks/pipeline_train.py SPEC.json")
+        raise SystemExit("usage: python -m nero_nerfstudio.scripts.bench_train SPEC.json")
     spec = TrainSpec(**json.loads(Path(sys.argv[1]).read_text()))
     result = train(spec)
     result_path = Path(spec.result_path)

@@ -1,0 +1,137 @@
+"""The losses and regularisers of both NeRO stages, as pure functions of tensors (method.md §3.8, §4.5).
+
+Each returns the unweighted term; the models multiply by their configured weights. Stage I's occlusion loss reaches
+the SDF only through the field's interface (``get_sdf`` and ``inv_s``), so any SDF field with those two methods works.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Mapping, Optional, Protocol
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from nero_nerfstudio.model_components.sample_directions import tangent_frame
+from nero_nerfstudio.model_components.occlusion import occlusion_target, select_occlusion_points
+
+# Init-SDF regulariser radii (method.md §3.8): points well inside must be inside, points beyond the sphere outside.
+INIT_SDF_INNER_RADIUS = 0.1
+INIT_SDF_OUTER_RADIUS = 1.05
+INIT_SDF_POINT_RADIUS = 1.2
+"""Samples within this radius (inside the sphere or just beyond it) feed the init-SDF regulariser."""
+
+
+class SdfFieldLike(Protocol):
+    """What the occlusion loss needs of an SDF field."""
+
+    get_sdf: Callable[[Float[Tensor, "num_points 3"]], Float[Tensor, "num_points 1"]]
+
+    def inv_s(self, clipped: bool = True) -> Float[Tensor, "1"]: ...
+
+
+def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor, "num_rays 3"], eps: float) -> Tensor:
+    """``mean_rays sqrt(sum_c (pred - target)^2 + eps)`` (NeRO's RGB loss)."""
+    return torch.sqrt(((pred - target) ** 2).sum(dim=-1) + eps).mean()
+
+
+def eikonal_loss(gradient: Float[Tensor, "num_samples 3"]) -> Tensor:
+    """``mean (|grad sdf| - 1)^2``."""
+    return ((gradient.norm(dim=-1) - 1.0) ** 2).mean()
+
+
+def init_sdf_regularizer(points: Float[Tensor, "num_points 3"], sdf: Float[Tensor, "num_points 1"]) -> Tensor:
+    """NeRO's early-training SDF hinge terms (method.md §3.8), unweighted.
+
+    Points within radius 0.1 must have ``sdf <= |p| - 0.1``: ``mean(h) / (1[mean(h) > 1e-5] + 1e-3)``; points beyond
+    1.05 must have ``sdf >= |p| - 1.05``: ``sum(h) / (#{h > 1e-5} + 1e-3)``. Empty sets contribute 0.
+    """
+    radius = points.norm(dim=-1, keepdim=True)
+    total = sdf.new_zeros(())
+    small = radius < INIT_SDF_INNER_RADIUS
+    if small.any():
+        hinge = torch.relu(sdf[small] - (radius[small] - INIT_SDF_INNER_RADIUS)).mean()
+        total = total + hinge / ((hinge > 1e-5).to(hinge.dtype) + 1e-3)
+    large = radius > INIT_SDF_OUTER_RADIUS
+    if large.any():
+        hinge = torch.relu((radius[large] - INIT_SDF_OUTER_RADIUS) - sdf[large])
+        total = total + hinge.sum() / ((hinge > 1e-5).sum().to(hinge.dtype) + 1e-3)
+    return total
+
+
+def cosine_fade(step: int, end: int) -> float:
+    """``(cos(pi step / end) + 1) / 2``: 1 at step 0, 0 at ``end`` (the init-SDF regulariser's weight)."""
+    return (math.cos(math.pi * step / end) + 1.0) / 2.0
+
+
+def occlusion_loss(
+    field: SdfFieldLike,
+    surface: Mapping[str, Tensor],
+    max_points: int,
+    num_march: int,
+    num_resample: int,
+) -> Tensor:
+    """``mean |o_raw - o_gt|`` over front-facing surface samples (method.md §3.8); 0 when there are none.
+
+    Args:
+        field: the SDF whose current surface gives the target ``o_gt``, marched along the reflected ray with the
+            learned sharpness as it is (no rendering clip).
+        surface: per surface sample ``points``, ray ``directions`` ``[num_samples, 3]``, ``sdf`` ``[num_samples, 1]``,
+            ``gradient``, ``reflect_dir`` ``[num_samples, 3]`` and the shader's ``occlusion_prob_raw``
+            ``[num_samples, 1]`` (the only input that gets a gradient).
+        max_points: at most this many samples get a target.
+        num_march, num_resample: uniform and importance depths of the march.
+    """
+    points = surface["points"]
+    selected = select_occlusion_points(
+        points, surface["sdf"].detach(), surface["gradient"].detach(), surface["directions"], max_points
+    )
+    predicted = surface["occlusion_prob_raw"][selected]
+    if selected.shape[0] == 0:
+        return predicted.sum()
+    target = occlusion_target(
+        field.get_sdf,
+        points[selected].detach(),
+        F.normalize(surface["reflect_dir"][selected].detach(), dim=-1),
+        field.inv_s(clipped=False).detach(),
+        num_march=num_march,
+        num_resample=num_resample,
+    )
+    return (predicted - target).abs().mean()
+
+
+def material_smoothness_loss(materials: Dict[str, Tensor], perturbed: Dict[str, Tensor]) -> Float[Tensor, "num_points"]:
+    """Per point ``|m' - m| + |alpha' - alpha| + mean_c |a'_c - a_c|`` (unweighted ``reg_mat`` of method.md §4.5)."""
+    return (
+        (perturbed["metallic"] - materials["metallic"]).abs()[:, 0]
+        + (perturbed["alpha"] - materials["alpha"]).abs()[:, 0]
+        + (perturbed["albedo"] - materials["albedo"]).abs().mean(dim=-1)
+    )
+
+
+def tangent_offsets(
+    normals: Float[Tensor, "num_points 3"], std: float, generator: Optional[torch.Generator] = None
+) -> Float[Tensor, "num_points 3"]:
+    """Random offsets in each point's tangent plane: angle ``U(0, 2 pi)``, signed length ``N(0, std^2)`` (where the
+    smoothness regulariser compares materials)."""
+    tangent, bitangent = tangent_frame(normals)
+    angle = 2.0 * math.pi * torch.rand(normals.shape[0], 1, device=normals.device, generator=generator)
+    length = std * torch.randn(normals.shape[0], 1, device=normals.device, generator=generator)
+    return length * (torch.cos(angle) * tangent + torch.sin(angle) * bitangent)
+
+
+def saturation_guard(metallic: Float[Tensor, "num_points 1"], alpha: Float[Tensor, "num_points 1"]) -> Tensor:
+    """Sum over points of ``relu(alpha - 0.98^2) + relu(0.02^2 - alpha) + relu(m - 0.98) + relu(0.02 - m)``."""
+    return (
+        torch.relu(alpha - 0.98**2)
+        + torch.relu(0.02**2 - alpha)
+        + torch.relu(metallic - 0.98)
+        + torch.relu(0.02 - metallic)
+    ).sum()
+
+
+def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:
+    """Per point ``sum_c |L_c - mean(L)|`` of the clamped sRGB mean diffuse light (unweighted)."""
+    return (diffuse_light_display - diffuse_light_display.mean(dim=-1, keepdim=True)).abs().sum(dim=-1)

@@ -1,0 +1,203 @@
+"""The stage table: skip-if-done, the command lines it builds, and the measured runner of the benchmark."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from nero_nerfstudio.scripts.bench_train import TrainSpec, bench_train_stage
+from nero_nerfstudio.scripts.demo import ALL_STAGES, DemoConfig
+from nero_nerfstudio.scripts.stages import (
+    PipelineSettings,
+    Stage,
+    StageFailedError,
+    pipeline_stages,
+    relight_views_stage,
+    run_child,
+    run_measured_stage,
+    run_stage,
+    timing_path,
+)
+
+QUIET = Console(quiet=True)
+
+
+def appending_stage(output: Path, log: Path, **options) -> Stage:
+    """A stage whose command appends a line to ``log`` (one line per run) and writes ``output``."""
+    script = f"open({str(log)!r}, 'a').write('ran\\n'); open({str(output)!r}, 'w').write('done')"
+    return Stage("append", ("python", "-c", script), outputs=(output,), **options)
+
+
+def runs(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_stage_runs_until_its_outputs_exist(tmp_path: Path):
+    stage = appending_stage(tmp_path / "out.txt", tmp_path / "log.txt")
+    assert not stage.done()
+    assert run_stage(stage, QUIET) is True
+    assert runs(tmp_path / "log.txt") == 1 and stage.done()
+    assert run_stage(stage, QUIET) is False  # skipped
+    assert runs(tmp_path / "log.txt") == 1
+    (tmp_path / "out.txt").unlink()
+    assert run_stage(stage, QUIET) is True
+    assert runs(tmp_path / "log.txt") == 2
+
+
+def test_a_stage_marked_to_always_run_runs_with_its_outputs_present(tmp_path: Path):
+    stage = appending_stage(tmp_path / "out.txt", tmp_path / "log.txt", skip_if_done=False)
+    (tmp_path / "out.txt").write_text("old")
+    assert not stage.done()
+    run_stage(stage, QUIET)
+    run_stage(stage, QUIET)
+    assert runs(tmp_path / "log.txt") == 2
+
+
+def test_a_glob_output_is_done_once_a_matching_file_exists(tmp_path: Path):
+    checkpoints = tmp_path / "run" / "nerfstudio_models"
+    stage = Stage("train", ("ns-train",), outputs=(tmp_path / "run" / "config.yml", checkpoints / "step-*.ckpt"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yml").write_text("")
+    checkpoints.mkdir()
+    (checkpoints / ".step-000000009.abc.tmp.ckpt").write_text("")  # a killed run's temporary file
+    assert not stage.done()
+    (checkpoints / "step-000000009.ckpt").write_text("")
+    assert stage.done()
+
+
+def test_missing_inputs_and_failing_commands_stop_the_stage(tmp_path: Path):
+    needs = Stage("mesh", ("python", "-c", "pass"), inputs=(tmp_path / "config.yml",), outputs=(tmp_path / "m.ply",))
+    with pytest.raises(StageFailedError, match=r"stage mesh needs .*config\.yml"):
+        run_stage(needs, QUIET)
+    failing = Stage("fails", ("python", "-c", "import sys; sys.exit(4)"), outputs=(tmp_path / "never",))
+    with pytest.raises(StageFailedError, match="`python` failed with exit code 4"):
+        run_stage(failing, QUIET)
+
+
+def test_in_process_stage_calls_its_function(tmp_path: Path):
+    calls = []
+    stage = Stage("parse", (), inputs=(tmp_path,), function=lambda: calls.append(1))
+    assert run_stage(stage, QUIET) and run_stage(stage, QUIET)  # no outputs: never done
+    assert calls == [1, 1]
+
+
+def test_command_resolves_the_program_in_this_environment():
+    assert Stage("a", ("python", "-c", "pass")).command() == [sys.executable, "-c", "pass"]
+    assert Stage("b", ("nero-eval", "shape")).command() == [str(Path(sys.executable).parent / "nero-eval"), "shape"]
+
+
+def test_run_child_reports_the_child_peak_memory_and_fails_with_its_log(tmp_path: Path):
+    # Memory is sampled every 0.2 s: the child holds its 300 MiB for a second.
+    allocate = "import numpy, time; a = numpy.ones(300 * 2**20 // 8); print('allocated', a.sum() > 0); time.sleep(1)"
+    result = run_child([sys.executable, "-c", allocate], tmp_path / "alloc.log")
+    assert result.peak_rss_mib > 300.0
+    assert result.seconds > 0.0
+    assert "allocated True" in (tmp_path / "alloc.log").read_text()
+    small = run_child([sys.executable, "-c", "pass"], tmp_path / "small.log")
+    assert small.peak_rss_mib < result.peak_rss_mib - 200.0
+
+    with pytest.raises(RuntimeError, match=r"exit 3.*failing\.log:\n.*boom"):
+        run_child([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "failing.log")
+
+
+def test_a_measured_stage_is_reused_with_the_timing_measured_when_it_ran(tmp_path: Path):
+    stage = appending_stage(tmp_path / "report.json", tmp_path / "log.txt")
+    first = run_measured_stage(stage, tmp_path / "logs" / "append.log")
+    assert not first.reused and first.seconds > 0 and runs(tmp_path / "log.txt") == 1
+    assert timing_path(stage) == tmp_path / ".report.json.timing.json"
+    again = run_measured_stage(stage, tmp_path / "logs" / "append.log")
+    assert again.reused and again.seconds == first.seconds and runs(tmp_path / "log.txt") == 1
+    timing_path(stage).unlink()  # outputs without a measurement (an older layout): measured again
+    assert not run_measured_stage(stage, tmp_path / "logs" / "append.log").reused
+    assert runs(tmp_path / "log.txt") == 2
+
+
+def demo_settings(output_dir: Path) -> PipelineSettings:
+    return PipelineSettings(
+        output_dir=output_dir, num_views=16, resolution=32, shape_steps=30, material_steps=None, mesh_resolution=64,
+        environment="forest", relight_environment="sunset", relight_frames=2, relight_resolution=48, relight_samples=4,
+    )  # fmt: skip
+
+
+def test_pipeline_stages_are_the_demo_stages_in_order():
+    stages = pipeline_stages(demo_settings(Path("out")))
+    assert tuple(stage.name for stage in stages) == ALL_STAGES
+    assert [stage.name for stage in stages if stage.skip_if_done and stage.outputs] == ["render", "shape", "material"]
+
+
+def test_pipeline_stage_command_lines(tmp_path: Path):
+    stages = {stage.name: stage for stage in pipeline_stages(demo_settings(Path("out")))}
+    assert shlex.join(stages["render"].argv) == (
+        "nero-render-scene --output-dir out/scene --layout synthetic --mesh bunny --environment forest "
+        "--num-views 16 --resolution 32 --metallic 1.0 --roughness 0.2 --albedo 0.8 0.8 0.8"
+    )
+    assert shlex.join(stages["shape"].argv) == (
+        "ns-train nero-shape-small --machine.device-type cpu --vis tensorboard --viewer.quit-on-train-completion True "
+        "--output-dir out/outputs --experiment-name demo --timestamp run --max-num-iterations 30 "
+        "nero-synthetic --data out/scene"
+    )
+    assert stages["shape"].outputs[-1] == Path("out/outputs/demo/nero-shape-small/run/nerfstudio_models/step-*.ckpt")
+    # No step count: the preset's own.
+    assert "--max-num-iterations" not in stages["material"].argv
+    assert stages["material"].argv[2:4] == ("--pipeline.model.mesh-path", "out/mesh.ply")
+    assert stages["material"].inputs == (Path("out/scene"), Path("out/mesh.ply"))
+    assert shlex.join(stages["mesh"].argv) == (
+        "nero-export mesh --load-config out/outputs/demo/nero-shape-small/run/config.yml --resolution 64 "
+        "--output-path out/mesh.ply"
+    )
+    assert stages["mesh"].inputs == (Path("out/outputs/demo/nero-shape-small/run/config.yml"),)
+    assert shlex.join(stages["relight"].argv) == (
+        "nero-relight --mesh out/materials/mesh.ply --material out/materials --hdr sunset --output-dir out/relit "
+        "--run-config out/outputs/demo/nero-material-small/run/config.yml --resolution 48 --num-frames 2 "
+        "--samples 4 --video out/relit/turntable.gif"
+    )
+
+
+def test_demo_quick_settings():
+    quick = DemoConfig(quick=True, output_dir=Path("d")).settings()
+    assert (quick.num_views, quick.resolution, quick.shape_steps, quick.material_steps) == (32, 64, 300, 200)
+    assert (quick.relight_frames, quick.relight_resolution, quick.relight_samples) == (2, 64, 16)
+    full = DemoConfig(output_dir=Path("d"), shape_steps=50).settings()
+    assert (full.num_views, full.resolution, full.shape_steps, full.material_steps) == (64, 128, 50, None)
+
+
+def test_demo_skips_a_finished_render_and_runs_the_in_process_parse(tmp_path: Path, monkeypatch):
+    (tmp_path / "scene" / "gt").mkdir(parents=True)
+    (tmp_path / "scene" / "gt" / "scene.json").write_text("{}")
+    parsed = []
+    monkeypatch.setattr("nero_nerfstudio.scripts.stages.describe_scene", lambda scene_dir: parsed.append(scene_dir))
+    DemoConfig(output_dir=tmp_path, stages=("render", "parse")).main()
+    assert parsed == [tmp_path / "scene"]
+
+
+def test_demo_reports_a_missing_input_of_a_later_stage(tmp_path: Path):
+    with pytest.raises(SystemExit, match=r"nero-demo: stage mesh needs .*nero-shape-small/run/config\.yml"):
+        DemoConfig(output_dir=tmp_path, stages=("mesh",)).main()
+
+
+def test_benchmark_training_stage(tmp_path: Path):
+    spec = TrainSpec(
+        kind="shape", scene=str(tmp_path / "scene"), output_dir=str(tmp_path / "runs"), experiment="e",
+        result_path=str(tmp_path / "train_split-sum.json"), steps=8, mesh_path=str(tmp_path / "mesh.ply"),
+    )  # fmt: skip
+    stage = bench_train_stage(spec, "shape training")
+    spec_path = tmp_path / "train_split-sum_spec.json"
+    assert stage.argv == ("python", "-m", "nero_nerfstudio.scripts.bench_train", str(spec_path))
+    assert stage.inputs == (spec_path, tmp_path / "scene")
+    assert stage.outputs == (tmp_path / "mesh.ply", tmp_path / "train_split-sum.json")
+    spec.save()
+    assert TrainSpec(**json.loads(spec.spec_path.read_text())) == spec
+    material = bench_train_stage(TrainSpec(**{**json.loads(spec.spec_path.read_text()), "kind": "material"}), "m")
+    assert tmp_path / "mesh.ply" in material.inputs and material.outputs == (tmp_path / "train_split-sum.json",)
+
+
+def test_relight_views_stage_is_done_with_its_last_frame(tmp_path: Path):
+    stage = relight_views_stage(tmp_path / "mat", "sunset", tmp_path / "relit", tmp_path / "scene", ["3", "7"], 4, 1)
+    assert stage.argv[stage.argv.index("--view-ids") + 1 : stage.argv.index("--samples")] == ("3", "7")
+    # The benchmark's measurement file of a relight stage (older output folders hold it under this name).
+    assert timing_path(stage) == tmp_path / "relit" / ".7.png.timing.json"
