@@ -1,7 +1,7 @@
 """The one transform between the dataset frame (files on disk) and the normalised frame (what the models see).
 
 nerfstudio's parsers report ``dataparser_transform`` ``T = [R | t]`` (``[3, 4]``) and ``dataparser_scale`` ``s`` with
-``x_n = s (R x_d + t)``. Meshes go in (Stage II, evaluation) and out (exports) through these two functions only.
+``x_n = s (R x_d + t)``. Meshes go in (Stage II's mesh) and out (exports) through the functions here only.
 """
 
 from __future__ import annotations

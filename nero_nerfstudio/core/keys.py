@@ -3,7 +3,8 @@
 Three places carry them: ``DataparserOutputs.metadata`` (parser -> datamanager -> model), ``RayBundle.metadata``
 (datamanager or camera -> model, one row per ray) and the model's output dict (model -> viewer, losses, exports).
 ``NeroKey`` is a ``StrEnum``: a member equals, hashes and formats as its string value, so ``outputs[NeroKey.NORMAL]``
-and ``outputs["normal"]`` are the same entry and configs or saved files see plain strings.
+and ``outputs["normal"]`` are the same entry; ``str()``, f-strings and json give the plain string (yaml does not:
+convert with ``str()`` before dumping a key there).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ Swapping a sampler or a shader means changing the first of these only.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -110,9 +109,9 @@ class NeroModel(Model):
     # ------------------------------------------------------------------------------------------------------------
     # Rendering
 
-    @abstractmethod
     def sample_and_forward_field(self, ray_bundle: RayBundle) -> Dict[str, Any]:
         """Where along each ray of a flat bundle the stage looks, and its fields' values there."""
+        raise NotImplementedError(f"{type(self).__name__} must implement sample_and_forward_field")
 
     def photographer_poses(self, ray_bundle: RayBundle) -> Optional[Float[Tensor, "num_rays 3 4"]]:
         """Photographer frame of each ray's camera, or None when the photographer light is off.

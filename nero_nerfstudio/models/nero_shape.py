@@ -46,6 +46,16 @@ from nero_nerfstudio.model_components.neus_alpha import render_alpha
 from nero_nerfstudio.models.nero_base import NeroModel, NeroModelConfig
 from nero_nerfstudio.utils.color import linear_to_srgb
 
+# Sampler settings that were fields of the model config before ``NeroShapeModelConfig.sampler``: old name -> new.
+LEGACY_SAMPLER_FIELDS: Dict[str, str] = {
+    "num_coarse_samples": "num_coarse",
+    "num_upsample_rounds": "num_upsample_rounds",
+    "num_upsample_per_round": "num_upsample_per_round",
+    "num_background_samples": "num_background",
+    "base_variance": "base_variance",
+    "clip_sample_variance": "clip_sample_variance",
+}
+
 # Shader outputs composited per ray for the viewer and evaluation images, and how they are shown: "linear" values
 # as they are (materials, albedo-like maps), "srgb" lights and colours as clamp(sRGB(.), 0, 1) (method.md §3.9).
 SHADER_DISPLAY: Dict[str, Literal["linear", "srgb"]] = {
@@ -120,6 +130,13 @@ class NeroShapeModelConfig(NeroModelConfig):
     """Uniform depths of the occlusion march along the reflected ray."""
     occlusion_num_resample: int = 16
     """Importance depths of the occlusion march."""
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Loads a ``config.yml`` saved before the sampler settings moved into :attr:`sampler` (old runs still export
+        and render)."""
+        sampler = {new: state.pop(old) for old, new in LEGACY_SAMPLER_FIELDS.items() if old in state}
+        state.setdefault("sampler", NeroSamplerConfig(**sampler))
+        self.__dict__.update(state)
 
 
 class NeroShapeModel(NeroModel):

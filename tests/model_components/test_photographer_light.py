@@ -66,7 +66,7 @@ def test_gradients_are_finite_for_grazing_rays() -> None:
 
 
 def test_consistent_with_the_dataparser_photographer_frame() -> None:
-    """With the frame from ``data.photographer``, a ray from the object towards the (dropped) camera centre hits
+    """With the frame from ``core.photographer``, a ray from the object towards the (dropped) camera centre hits
     the plane at the centre: mean 0, t = distance."""
     centre = np.array([2.0, -3.0, 0.5])
     forward = -centre / np.linalg.norm(centre)  # looking at the origin

@@ -371,3 +371,25 @@ def test_neus_color_baseline_renders_trains_and_has_no_materials():
 def test_unknown_shading_model_is_refused():
     with pytest.raises(ValueError, match="shading_model"):
         make_model(shading_model="phong")
+
+
+def test_a_config_saved_before_the_sampler_config_still_loads():
+    """Runs whose config.yml has the sampler settings as model fields (before ``sampler``) keep loading."""
+    import re
+
+    import yaml
+
+    text = yaml.dump(tiny_config())
+    old_text = re.sub(
+        r"^sampler: .*\n(?:  .*\n)+",
+        "num_coarse_samples: 24\nnum_upsample_rounds: 3\nnum_background_samples: 12\nclip_sample_variance: false\n",
+        text,
+        flags=re.MULTILINE,
+    )
+    assert "num_coarse_samples" in old_text and "NeroSamplerConfig" not in old_text
+    loaded = yaml.load(old_text, Loader=yaml.Loader)
+    sampler = loaded.sampler
+    assert (sampler.num_coarse, sampler.num_upsample_rounds, sampler.num_background) == (24, 3, 12)
+    assert sampler.num_upsample_per_round == 16 and not sampler.clip_sample_variance  # unset: the default
+    assert not hasattr(loaded, "num_coarse_samples")
+    assert yaml.load(text, Loader=yaml.Loader).sampler == tiny_config().sampler
