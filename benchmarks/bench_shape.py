@@ -20,7 +20,6 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Literal, Optional, Tuple
 
@@ -31,7 +30,7 @@ from rich.table import Table
 
 from nero_nerfstudio.engine.step_timer import StepTimer
 from nero_nerfstudio.scripts.bench_train import (
-    machine_description,
+    report_header,
     quiet_trainer_config,
     start_trainer,
     training_progress,
@@ -274,26 +273,14 @@ def results_rows(results: Dict[str, RunResult]) -> List[Tuple[str, str, str, str
 def write_markdown(
     config: BenchShapeConfig, results: Dict[str, RunResult], render_seconds: float, total_seconds: float, command: str
 ) -> None:
-    machine = machine_description()
+
     preset = "nero-shape (paper)" if config.full else "nero-shape-small"
     device = "cuda" if config.full and torch.cuda.is_available() else "cpu"
     render_note = f"render: {render_seconds:.0f} s" if render_seconds > 0 else "reused from an earlier identical render"
     lines = [
-        "# Stage I benchmark: NeRO split-sum shading vs. a NeuS colour MLP",
-        "",
-        f"Written by `benchmarks/bench_shape.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
-        "Numbers are as measured by that run; do not edit them by hand.",
-        "",
-        "## Command",
-        "",
-        "```bash",
-        command,
-        "```",
-        "",
-        "## Machine",
-        "",
-        *[f"* {key}: {value}" for key, value in machine.items()],
-        "",
+        *report_header(
+            "Stage I benchmark: NeRO split-sum shading vs. a NeuS colour MLP", "benchmarks/bench_shape.py", command
+        ),
         "## Setup",
         "",
         f"* Scene: `nero-render-scene` synthetic layout, Stanford bunny, metallic 1, roughness {config.roughness}, "

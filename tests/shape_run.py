@@ -6,13 +6,18 @@ Used by the ``trained_shape_run`` fixture in tests/conftest.py and by tests/mode
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, Dict, List, Optional
 
+import pytest
+import torch
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.engine.step_timer import StepTimer
+from nero_nerfstudio.models.nero_shape import NeroShapeModel
 
 
 @dataclass
@@ -73,3 +78,40 @@ def train(config: TrainerConfig) -> TrainedShapeRun:
         losses=step_timer.losses,
         trainer=trainer,
     )
+
+
+@dataclass
+class NanInjectedRun:
+    """A run whose losses were poisoned at two steps, and what it printed."""
+
+    run: TrainedShapeRun
+    console_output: str
+
+
+def train_with_nan_steps(
+    config: TrainerConfig,
+    nan_gradient_step: int,
+    nan_loss_step: int,
+    parameter: Callable[[NeroShapeModel], torch.nn.Parameter],
+) -> NanInjectedRun:
+    """Trains ``config`` with a finite loss but a NaN gradient into ``parameter(model)`` at ``nan_gradient_step`` and a
+    NaN loss term at ``nan_loss_step`` (the model computes its losses once per step: no evaluation in the run)."""
+    get_loss_dict = NeroShapeModel.get_loss_dict
+    training_step = itertools.count()
+
+    def poisoned_get_loss_dict(model: NeroShapeModel, *args, **kwargs) -> Dict[str, torch.Tensor]:
+        loss_dict = get_loss_dict(model, *args, **kwargs)
+        step, name = next(training_step), next(iter(loss_dict))
+        if step == nan_gradient_step:
+            # Forward value 0, backward NaN: the gradient of sqrt at a negative number leaks through where().
+            target = parameter(model)
+            trap = torch.where(torch.tensor(True), 0.0 * target.sum(), (-1.0 - target.abs().sum()).sqrt())
+            loss_dict[name] = loss_dict[name] + trap
+        if step == nan_loss_step:
+            loss_dict[name] = loss_dict[name] * float("nan")
+        return loss_dict
+
+    with pytest.MonkeyPatch.context() as monkeypatch, CONSOLE.capture() as capture:
+        monkeypatch.setattr(NeroShapeModel, "get_loss_dict", poisoned_get_loss_dict)
+        run = train(config)
+    return NanInjectedRun(run=run, console_output=capture.get())

@@ -140,22 +140,17 @@ class IntegratedDirectionalEncoding(nn.Module):
         dtype = directions.dtype
         x, y, z = directions[..., 0:1], directions[..., 1:2], directions[..., 2:3]
 
-        # (x + i y)^m for m = 0 .. max_degree, by repeated complex multiplication: [N, max_degree + 1].
-        real_powers = [torch.ones_like(x)]
-        imag_powers = [torch.zeros_like(x)]
-        for _ in range(self.max_degree):
-            real, imag = real_powers[-1], imag_powers[-1]
-            real_powers.append(real * x - imag * y)
-            imag_powers.append(real * y + imag * x)
-        orders = self.orders.to(directions.device)
-        real_xy = torch.cat(real_powers, dim=-1)[..., orders]  # [N, E]
-        imag_xy = torch.cat(imag_powers, dim=-1)[..., orders]
+        # (x + i y)^m for m = 0 .. max_degree as one running complex product: [N, max_degree + 1].
+        xy = torch.complex(x, y)
+        xy_powers = torch.cat([torch.ones_like(xy), xy.expand(-1, self.max_degree).cumprod(dim=-1)], dim=-1)
+        xy_powers = xy_powers[..., self.orders.to(directions.device)]  # [N, E]
+        real_xy, imag_xy = xy_powers.real, xy_powers.imag
 
         # The degree-16 polynomials cancel large coefficients (~1e4): float32 evaluation would be off by ~1e-2,
         # so this small part always runs in float64, also under mixed precision.
         with torch.autocast(device_type=directions.device.type, enabled=False):
             z64 = z.double()
-            z_powers = torch.cat([torch.ones_like(z64)] + [z64**k for k in range(1, self.max_degree + 1)], dim=-1)
+            z_powers = torch.cat([torch.ones_like(z64), z64.expand(-1, self.max_degree).cumprod(dim=-1)], dim=-1)
             legendre = (z_powers @ self.z_polynomial.double()).to(dtype)  # [N, E]
 
         attenuation = torch.exp(-self.attenuation.to(dtype) * inv_kappa)  # [N, E]

@@ -1,8 +1,9 @@
 """NeRO's signed-distance field: NeuS SDF MLP with geometric initialisation plus the NeuS variance (method.md §3.3).
 
 The network maps a point of the normalised frame (object inside the unit sphere) to ``[sdf, feature]``; the
-feature feeds the split-sum shader. Optionally a multi-resolution hash grid is concatenated with the frequency
-encoding (the "fast" preset); the geometric initialisation then only looks at the raw xyz columns.
+feature feeds the split-sum shader. The fast preset (method.md §3.11) concatenates a multi-resolution feature grid,
+activated coarse to fine, and takes the SDF gradient by finite differences instead of autograd; the geometric
+initialisation only looks at the raw xyz columns.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ from typing import Dict, Literal, Optional, Tuple, Type
 import torch
 from jaxtyping import Float
 from nerfstudio.cameras.rays import RaySamples
-from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.fields.base_field import Field, FieldConfig
-from nerfstudio.utils.external import TCNN_EXISTS
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from nero_nerfstudio.field_components.encodings import FrequencyEncoding
+from nero_nerfstudio.field_components.grid_encoding import (
+    GridImplementation,
+    MultiResGridEncoding,
+    coarse_to_fine_levels,
+    central_difference_offsets,
+    finite_difference_gradient,
+)
 
 INV_S_MIN = 1e-6
 INV_S_MAX = 1e6
@@ -48,18 +54,30 @@ class NeroSDFFieldConfig(FieldConfig):
     """Initial NeuS variance parameter ``v``; ``inv_s = exp(10 v)``."""
     softplus_beta: float = 100.0
     """Sharpness of the Softplus activations."""
-    encoding: Literal["frequency", "hash"] = "frequency"
-    """``"frequency"``: NeRO's encoding; ``"hash"``: frequency encoding concatenated with a hash grid."""
-    hash_num_levels: int = 16
-    """Hash grid: number of resolution levels."""
-    hash_features_per_level: int = 2
-    """Hash grid: features per level."""
-    hash_min_resolution: int = 16
-    """Hash grid: coarsest resolution over the cube [-1, 1]^3."""
-    hash_max_resolution: int = 2048
-    """Hash grid: finest resolution over the cube [-1, 1]^3."""
-    hash_log2_table_size: int = 19
-    """Hash grid: log2 of the table size per level."""
+    encoding: Literal["frequency", "grid"] = "frequency"
+    """``"frequency"``: NeRO's encoding; ``"grid"``: the frequency encoding concatenated with a multi-resolution
+    feature grid (fast preset)."""
+    grid_num_levels: int = 8
+    """Grid: number of resolution levels."""
+    grid_features_per_level: int = 2
+    """Grid: features per level."""
+    grid_min_resolution: int = 16
+    """Grid: grid points a side of the coarsest level over the cube [-1, 1]^3."""
+    grid_max_resolution: int = 128
+    """Grid: grid points a side of the finest level."""
+    grid_log2_hashmap_size: int = 19
+    """Grid: log2 of the hash table size per level (tcnn hash grid only)."""
+    grid_implementation: GridImplementation = "auto"
+    """Grid: ``"dense"`` torch grids (fast on a CPU), ``"tcnn"`` hash grid (CUDA), ``"auto"``: tcnn if installed."""
+    grid_start_levels: int = 4
+    """Coarse to fine: levels active at step 0."""
+    grid_steps_per_level: int = 0
+    """Coarse to fine: one more level every this many steps (0: all levels from the start)."""
+    gradient: Literal["analytic", "numerical"] = "analytic"
+    """SDF gradient (normals, eikonal, NeuS alpha): autograd, or central differences whose step follows the finest
+    active grid level (Neuralangelo; six extra SDF evaluations, no double backward)."""
+    numerical_min_step: float = 1e-3
+    """Smallest finite-difference step (normalised frame)."""
 
 
 class NeroSDFField(Field):
@@ -75,20 +93,23 @@ class NeroSDFField(Field):
         super().__init__()
         self.config = config
         self.position_encoding = FrequencyEncoding(3, config.num_frequencies)
-        self.hash_encoding: Optional[HashEncoding] = None
+        self.grid_encoding: Optional[MultiResGridEncoding] = None
         encoded_dim = self.position_encoding.get_out_dim()
-        if config.encoding == "hash":
-            self.hash_encoding = HashEncoding(
-                num_levels=config.hash_num_levels,
-                min_res=config.hash_min_resolution,
-                max_res=config.hash_max_resolution,
-                log2_hashmap_size=config.hash_log2_table_size,
-                features_per_level=config.hash_features_per_level,
-                implementation="tcnn" if TCNN_EXISTS else "torch",
+        if config.encoding == "grid":
+            self.grid_encoding = MultiResGridEncoding(
+                num_levels=config.grid_num_levels,
+                features_per_level=config.grid_features_per_level,
+                min_resolution=config.grid_min_resolution,
+                max_resolution=config.grid_max_resolution,
+                log2_hashmap_size=config.grid_log2_hashmap_size,
+                implementation=config.grid_implementation,
             )
-            encoded_dim += self.hash_encoding.get_out_dim()
+            encoded_dim += self.grid_encoding.get_out_dim()
+            self.set_step(0)
         elif config.encoding != "frequency":
-            raise ValueError(f"unknown SDF encoding {config.encoding!r}; use 'frequency' or 'hash'")
+            raise ValueError(f"unknown SDF encoding {config.encoding!r}; use 'frequency' or 'grid'")
+        if config.gradient not in ("analytic", "numerical"):
+            raise ValueError(f"unknown SDF gradient {config.gradient!r}; use 'analytic' or 'numerical'")
         self.encoded_dim = encoded_dim
 
         skip_layers = set(config.skip_layers)
@@ -136,14 +157,27 @@ class NeroSDFField(Field):
                 # Skip input is concat(h, encoded); zero the encoded part except its xyz columns.
                 linear.weight[:, in_width - self.encoded_dim + 3 :] = 0.0
 
+    def set_step(self, step: int) -> None:
+        """Coarse-to-fine schedule of the grid: the levels active at training ``step`` (no-op without a grid)."""
+        if self.grid_encoding is not None:
+            config = self.config
+            self.grid_encoding.set_active_levels(
+                coarse_to_fine_levels(step, config.grid_start_levels, config.grid_steps_per_level, config.grid_num_levels)
+            )
+
+    def numerical_step(self) -> float:
+        """Finite-difference step: the cell size of the finest active grid level (the frequency encoding alone: the
+        minimum step)."""
+        if self.grid_encoding is None:
+            return self.config.numerical_min_step
+        return max(self.config.numerical_min_step, self.grid_encoding.finest_active_cell())
+
     def encode(self, points: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points encoded_dim"]:
-        """``[xyz, frequency encoding, (hash features)]`` of ``points``."""
+        """``[xyz, frequency encoding, (grid features)]`` of ``points``."""
         encoded = self.position_encoding(points)
-        if self.hash_encoding is None:
+        if self.grid_encoding is None:
             return encoded
-        # The hash grid covers [-1, 1]^3 mapped to its [0, 1]^3 domain; tcnn returns half precision.
-        hash_features = self.hash_encoding((points + 1.0) / 2.0).to(points.dtype)
-        return torch.cat([encoded, hash_features], dim=-1)
+        return torch.cat([encoded, self.grid_encoding(points)], dim=-1)
 
     def forward_geonetwork(self, points: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points 1+feature_dim"]:
         """Raw network output: column 0 is the SDF, columns ``1 ..`` the feature vector."""
@@ -170,6 +204,8 @@ class NeroSDFField(Field):
         Works under ``torch.no_grad()`` (viewer, evaluation). In training the gradient stays in the graph so that
         the eikonal loss and the shader's normals back-propagate into the network.
         """
+        if self.config.gradient == "numerical":
+            return self._sdf_feature_numerical_gradient(points)
         grad_enabled_outside = torch.is_grad_enabled()
         with torch.enable_grad():
             points = points.detach().requires_grad_(True) if not points.requires_grad else points
@@ -184,6 +220,20 @@ class NeroSDFField(Field):
             )
         if not grad_enabled_outside:  # the caller asked for no graph (viewer, evaluation): free it now
             sdf, feature = sdf.detach(), feature.detach()
+        return sdf, feature, gradient
+
+    def _sdf_feature_numerical_gradient(
+        self, points: Float[Tensor, "num_points 3"]
+    ) -> Tuple[Float[Tensor, "num_points 1"], Float[Tensor, "num_points feature_dim"], Float[Tensor, "num_points 3"]]:
+        """One network pass over the points and their six central-difference neighbours (the SDF column of those
+        alone is used): the gradient is an ordinary function of the parameters, so backward needs no second
+        derivative."""
+        num_points = points.shape[0]
+        offsets = central_difference_offsets(self.numerical_step(), points.device, points.dtype)  # [6, 3]
+        neighbours = (points[None, :, :] + offsets[:, None, :]).reshape(-1, 3)
+        output = self.forward_geonetwork(torch.cat([points, neighbours], dim=0))
+        sdf, feature = output[:num_points, :1], output[:num_points, 1:]
+        gradient = finite_difference_gradient(output[num_points:, 0].view(offsets.shape[0], num_points), offsets)
         return sdf, feature, gradient
 
     def inv_s(self, clipped: bool = True) -> Float[Tensor, "1"]:

@@ -78,10 +78,15 @@ def points_at(
 
 
 @dataclass
-class NeroSamplerConfig(InstantiateConfig):
-    """Configuration of :class:`NeroSampler` (defaults = NeRO's). The Stage I model builds its sampler from this
-    config alone, so another sampler with the same call (``sampler(ray_bundle, sdf_fn=..., inv_s=...)`` ->
-    ``RaySamples``) is swapped in by giving the model another config."""
+class StageOneSamplerConfig(InstantiateConfig):
+    """What the Stage I model asks of a sampler config: ``setup()`` gives a sampler called as ``sampler(ray_bundle,
+    sdf_fn=..., inv_s=...)`` -> ``RaySamples`` (optionally with a ``metadata["active"]`` mask). The model builds its
+    sampler from this config alone, so another sampler is swapped in by giving the model another config."""
+
+
+@dataclass
+class NeroSamplerConfig(StageOneSamplerConfig):
+    """Configuration of :class:`NeroSampler` (defaults = NeRO's)."""
 
     _target: Type = field(default_factory=lambda: NeroSampler)
     num_coarse: int = 64

@@ -41,7 +41,8 @@ from nero_nerfstudio.model_components.losses import (
     init_sdf_regularizer,
     occlusion_loss,
 )
-from nero_nerfstudio.model_components.nero_sampler import NeroSamplerConfig
+from nero_nerfstudio.model_components.nero_sampler import NeroSamplerConfig, StageOneSamplerConfig
+from nero_nerfstudio.model_components.occupancy_sampler import ACTIVE_KEY
 from nero_nerfstudio.model_components.neus_alpha import render_alpha
 from nero_nerfstudio.models.nero_base import NeroModel, NeroModelConfig
 from nero_nerfstudio.utils.color import linear_to_srgb
@@ -110,8 +111,9 @@ class NeroShapeModelConfig(NeroModelConfig):
     """Split-sum shader (its ``photographer_light`` flag is set from :attr:`photographer_light`)."""
     neus_color: NeusColorConfig = field(default_factory=NeusColorConfig)
     """Colour MLP of ``shading_model="neus-color"``."""
-    sampler: NeroSamplerConfig = field(default_factory=NeroSamplerConfig)
-    """Where along each ray the fields are queried (NeRO's: uniform + NeuS up-sampling, inverse-depth background)."""
+    sampler: StageOneSamplerConfig = field(default_factory=NeroSamplerConfig)
+    """Where along each ray the fields are queried: NeRO's (uniform + NeuS up-sampling, inverse-depth background) or
+    the fast preset's occupancy grid (evenly spaced depths kept near the surface)."""
     anneal_end: int = 50000
     """Step at which the cos-anneal ratio reaches 1 (0: no annealing)."""
     freeze_inv_s_step: int = 15000
@@ -189,18 +191,18 @@ class NeroShapeModel(NeroModel):
         return min(1.0, self.step / self.config.anneal_end)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        """``fields`` (SDF, variance, shader), ``field_background``, and ``field_hash_grid`` for a hash-grid SDF."""
-        hash_parameters: List[Parameter] = []
-        if self.field.hash_encoding is not None:
-            hash_parameters = list(self.field.hash_encoding.parameters())
-        hash_ids = {id(parameter) for parameter in hash_parameters}
-        field_parameters = [p for p in self.field.parameters() if id(p) not in hash_ids]
+        """``fields`` (SDF, variance, shader), ``field_background``, and ``field_grid`` for a grid-encoded SDF."""
+        grid_parameters: List[Parameter] = []
+        if self.field.grid_encoding is not None:
+            grid_parameters = list(self.field.grid_encoding.parameters())
+        grid_ids = {id(parameter) for parameter in grid_parameters}
+        field_parameters = [p for p in self.field.parameters() if id(p) not in grid_ids]
         groups = {
             "fields": field_parameters + list(self.shader.parameters()),
             "field_background": list(self.field_background.parameters()),
         }
-        if hash_parameters:
-            groups["field_hash_grid"] = hash_parameters
+        if grid_parameters:
+            groups["field_grid"] = grid_parameters
         return groups
 
     # ------------------------------------------------------------------------------------------------------------
@@ -217,6 +219,8 @@ class NeroShapeModel(NeroModel):
             ``ray_indices``, ``sdf``, ``gradient``, ``normals`` and the shader's outputs ``shading``.
         """
         num_rays = ray_bundle.origins.shape[0]
+        if self.training:
+            self.field.set_step(self.step)
         inv_s = self.field.inv_s()
         ray_samples = self.sampler(ray_bundle, sdf_fn=self.field.get_sdf, inv_s=float(inv_s.detach()))
 
@@ -228,6 +232,9 @@ class NeroShapeModel(NeroModel):
         ray_indices = torch.arange(num_rays, device=positions.device)[:, None].expand(num_rays, num_samples)
         inside = positions.norm(dim=-1) <= 1.0
         outside = ~inside
+        if ray_samples.metadata and ACTIVE_KEY in ray_samples.metadata:  # empty space skipped by the sampler
+            active = ray_samples.metadata[ACTIVE_KEY][..., 0]
+            inside, outside = inside & active, outside & active
 
         # Surface part: SDF, feature and gradient once per sample, NeuS alpha, the shader's colour.
         inside_points = positions[inside]

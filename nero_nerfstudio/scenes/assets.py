@@ -15,8 +15,9 @@ from nero_nerfstudio.core.errors import NeroDataError
 
 PRIMITIVE_MESHES = ("sphere", "torus", "suzanne")
 """Meshes built inside Blender."""
-FILE_MESHES = ("bunny",)
-"""Meshes shipped with installed packages (the Stanford bunny of pymeshlab's test data)."""
+FILE_MESHES = {"bunny": "bunny.obj", "cow": "cow.obj"}
+"""Meshes of pymeshlab's installed test data, by name: the Stanford bunny (28k vertices) and a cow (3k vertices) with
+thin legs, horns, ears and a tail. Both are watertight, y-up, and long along z (the cow's head is at +z)."""
 MESH_FILE_SUFFIXES = (".ply", ".obj")
 
 
@@ -69,25 +70,26 @@ def resolve_environment(name_or_path: str, environments: Optional[Dict[str, Path
     )
 
 
-def bunny_path() -> Path:
-    """The Stanford bunny (28k vertices, watertight) shipped in pymeshlab's test data."""
-    path = _package_dir("pymeshlab") / "tests" / "sample_meshes" / "bunny.obj"
+def file_mesh_path(name: str) -> Path:
+    """The file of one of ``FILE_MESHES`` in pymeshlab's installed test data."""
+    path = _package_dir("pymeshlab") / "tests" / "sample_meshes" / FILE_MESHES[name]
     if not path.is_file():
-        raise NeroDataError(path, "pymeshlab's sample bunny is missing from the installed package")
+        raise NeroDataError(path, f"pymeshlab's sample mesh '{name}' is missing from the installed package")
     return path
 
 
 def resolve_mesh(name_or_path: str) -> str | Path:
-    """A primitive name (returned as is), ``bunny`` or a .ply/.obj path (returned as a checked path)."""
+    """A primitive name (returned as is), a name of ``FILE_MESHES`` or a .ply/.obj path (returned as a checked
+    path)."""
     if name_or_path in PRIMITIVE_MESHES:
         return name_or_path
-    if name_or_path == "bunny":
-        return bunny_path()
+    if name_or_path in FILE_MESHES:
+        return file_mesh_path(name_or_path)
     return _existing_file(
         name_or_path,
         MESH_FILE_SUFFIXES,
         "mesh",
-        f"unknown mesh; use one of {', '.join(FILE_MESHES + PRIMITIVE_MESHES)} or a path to a .ply/.obj file",
+        f"unknown mesh; use one of {', '.join((*FILE_MESHES, *PRIMITIVE_MESHES))} or a path to a .ply/.obj file",
     )
 
 
@@ -95,7 +97,7 @@ def load_mesh_file(path: Path, up_axis: str) -> tuple[np.ndarray, np.ndarray]:
     """Vertices ``[N, 3]`` (turned to Blender's z-up) and triangles ``[F, 3]`` of a .ply/.obj file.
 
     Args:
-        up_axis: ``"y"`` for y-up files (the OBJ convention; the bunny), ``"z"`` for z-up files.
+        up_axis: ``"y"`` for y-up files (the OBJ convention; the bunny and the cow), ``"z"`` for z-up files.
     """
     import trimesh
 

@@ -50,9 +50,10 @@ class RenderSceneConfig:
     layout: Layout = "synthetic"
     """``synthetic`` (GlossySynthetic), ``real`` (GlossyReal) or ``custom`` (NeRO's custom-object format)."""
     mesh: str = "bunny"
-    """``bunny``, ``sphere``, ``torus``, ``suzanne``, or a path to a .ply/.obj file."""
+    """``bunny``, ``cow`` (thin legs, horns and tail), ``sphere``, ``torus``, ``suzanne``, or a path to a .ply/.obj
+    file."""
     mesh_up_axis: Literal["y", "z"] = "y"
-    """Up axis of a mesh file (the bunny is y-up); it stands upright in Blender's z-up frame."""
+    """Up axis of a mesh file (the bunny and the cow are y-up); it stands upright in Blender's z-up frame."""
     environment: str = "courtyard"
     """A bpy-bundled HDRI (city, courtyard, forest, interior, night, studio, sunrise, sunset) or an .exr/.hdr path."""
     num_views: int = 32

@@ -9,12 +9,15 @@ and reads back the ``TrainResult`` JSON it writes. Step times and losses come fr
 
 Kinds of run:
 
-* ``shape``: Stage I (``nero-shape-small``, or the paper preset with ``full``) with the split-sum shader or the NeuS
-  colour-MLP baseline. Every ``curve_every`` steps the training clock is paused, the SDF is meshed on a coarse grid and
-  its Chamfer distance to the ground-truth mesh is recorded (the Chamfer-vs-time curve). After training, the mesh is
-  extracted on the export grid and saved.
+* ``shape``: Stage I (``preset``: ``nero-shape-small``, ``nero-shape-fast`` or the paper's ``nero-shape``; by default
+  small, paper with ``full``) with the split-sum shader or the NeuS colour-MLP baseline. Every ``curve_every`` steps
+  (or ``curve_every_s`` seconds of training) the training clock is paused, the SDF is meshed on a coarse grid and its
+  Chamfer distance to the ground-truth mesh is recorded (the Chamfer-vs-time curve), and once more at the end. With
+  ``time_budget_s`` the run stops when its training time reaches the budget and saves a checkpoint at that step.
+  After training, the mesh is extracted on the export grid and saved, and one held-out view is rendered twice to
+  measure the rays per second of inference (the second render is timed).
 * ``neus-facto``: nerfstudio's own ``neus-facto`` on the same data (only where tinycudann is installed), measured the
-  same way.
+  same way (its mesh and inference speed too).
 * ``material``: Stage II (``nero-material-small``, or the paper preset) on a fixed mesh; afterwards the hit-pixel
   PSNR of re-rendered training views, and one panel of material maps saved as PNG.
 """
@@ -42,6 +45,7 @@ from nero_nerfstudio.scripts.stages import Stage
 
 CONSOLE = Console(width=120)
 RunKind = Literal["shape", "neus-facto", "material"]
+StageOnePreset = Literal["small", "fast", "paper"]
 
 
 @dataclass
@@ -57,17 +61,25 @@ class TrainSpec:
     result_path: str
     """Where this script writes its ``TrainResult`` JSON."""
     steps: int
+    """Step count the preset's schedule is fitted to (the run ends there, or earlier at ``time_budget_s``)."""
     shading: Literal["split-sum", "neus-color"] = "split-sum"
     num_rays: Optional[int] = None
     """Rays per step (None: the preset's)."""
     threads: int = 1
     seed: int = 0
     full: bool = False
-    """Paper presets on CUDA (when available) instead of the small CPU presets."""
+    """CUDA (when available) instead of the CPU, and the paper presets instead of the small ones (a shape run with
+    ``preset`` set trains that preset)."""
+    time_budget_s: Optional[float] = None
+    """Stop once the training time (sum of the step times) reaches this many seconds (None: run all steps)."""
     # shape / neus-facto
+    preset: Optional[StageOnePreset] = None
+    """Stage I preset of a shape run (None: small, or paper with ``full``)."""
     gt_mesh: Optional[str] = None
     curve_every: int = 0
-    """Steps between two Chamfer-vs-time points (0: no curve)."""
+    """Steps between two Chamfer-vs-time points (0: no curve, unless ``curve_every_s`` is set)."""
+    curve_every_s: float = 0.0
+    """Training seconds between two Chamfer-vs-time points, instead of ``curve_every`` steps (0: by steps)."""
     curve_mesh_resolution: int = 128
     mesh_resolution: int = 192
     mesh_path: Optional[str] = None
@@ -77,6 +89,18 @@ class TrainSpec:
     """Training views re-rendered for the PSNR after training."""
     panel_path: Optional[str] = None
     """PNG of the material maps of the first re-rendered view."""
+
+    @property
+    def shape_preset(self) -> StageOnePreset:
+        """The Stage I preset a shape run trains."""
+        if self.preset is not None:
+            return self.preset
+        return "paper" if self.full else "small"
+
+    @property
+    def wants_curve(self) -> bool:
+        """Whether a shape run records a Chamfer-vs-time curve."""
+        return self.gt_mesh is not None and (self.curve_every > 0 or self.curve_every_s > 0)
 
     @property
     def spec_path(self) -> Path:
@@ -95,17 +119,22 @@ class TrainResult:
 
     config_path: str
     steps: int
+    """Steps done (fewer than planned when the time budget ended the run)."""
     train_seconds: float
     """Training iterations only: setup, curve points and evaluation excluded."""
     steps_per_second: float
     final_loss: float
     """Mean total loss of the last 20 steps."""
     cuda_peak_mib: Optional[float] = None
+    budget_reached: bool = False
+    """The time budget ended the run before its planned steps."""
     curve: List[List[float]] = field(default_factory=list)
-    """``[steps done, training seconds, Chamfer to the GT mesh]`` rows."""
+    """``[steps done, training seconds, Chamfer to the GT mesh]`` rows; the last one at the end of training."""
     mesh_path: Optional[str] = None
     mesh_seconds: Optional[float] = None
     num_vertices: Optional[int] = None
+    eval_rays_per_second: Optional[float] = None
+    """Rays per second of rendering one held-out view (``get_outputs_for_camera``, after a warm-up render)."""
     train_view_psnr: Optional[float] = None
     """Mean PSNR over re-rendered training views, pixels that miss the mesh black in both (NeRO's convention)."""
     train_view_psnr_hit: Optional[float] = None
@@ -178,6 +207,35 @@ def training_progress(label: str, total_steps: int) -> Tuple[Progress, TaskID]:
     return progress, progress.add_task("train", total=total_steps, loss=float("nan"))
 
 
+def budget_progress(label: str, budget_seconds: float) -> Tuple[Progress, TaskID]:
+    """A progress bar of training seconds against a time budget, with the steps done and the latest loss (set them
+    with ``completed=``, ``steps=`` and ``loss=``)."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s of training, {task.fields[steps]} steps"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        console=CONSOLE,
+    )
+    return progress, progress.add_task("train", total=budget_seconds, steps=0, loss=float("nan"))
+
+
+def report_header(
+    title: str, writer: str, command: Optional[str] = None, note: str = "", remark: str = ""
+) -> List[str]:
+    """The opening lines every benchmark report shares: title, who wrote it and when (``note`` right after the time,
+    ``remark`` after that sentence), the command (when given) and the machine."""
+    from datetime import datetime, timezone
+
+    written = f"Written by `{writer}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC{note}."
+    written += " Numbers are as measured by that run; do not edit them by hand." + (f" {remark}" if remark else "")
+    lines = [f"# {title}", "", written, ""]
+    if command is not None:
+        lines += ["## Command", "", "```bash", command, "```", ""]
+    return lines + ["## Machine", "", *[f"* {key}: {value}" for key, value in machine_description().items()], ""]
+
+
 def machine_description() -> Dict[str, str]:
     """This machine's hardware, software versions and load, for a benchmark report."""
     import nerfstudio
@@ -210,14 +268,16 @@ def machine_description() -> Dict[str, str]:
 
 
 def shape_trainer_config(spec: TrainSpec):
-    """Stage I: the small preset fitted to ``spec.steps`` (or the paper preset), on the 96/32-style test split."""
+    """Stage I: the preset of ``spec.shape_preset`` fitted to ``spec.steps``, on the 96/32-style test split."""
     from nero_nerfstudio.configs.method_configs import (
+        fast_trainer_config,
         neus_color_baseline,
         paper_trainer_config,
         small_trainer_config,
     )
 
-    trainer = paper_trainer_config(spec.steps) if spec.full else small_trainer_config(spec.steps)
+    presets = {"small": small_trainer_config, "fast": fast_trainer_config, "paper": paper_trainer_config}
+    trainer = presets[spec.shape_preset](spec.steps)
     if spec.shading == "neus-color":
         trainer.pipeline.model = neus_color_baseline(trainer.pipeline.model)
     datamanager = trainer.pipeline.datamanager
@@ -286,6 +346,22 @@ def chamfer_to_gt(model, gt_mesh, resolution: int) -> float:
 
 
 @torch.no_grad()
+def eval_rays_per_second(model, cameras, synchronize_cuda: bool) -> float:
+    """Rays per second of ``model.get_outputs_for_camera`` on the first of ``cameras``: rendered once to warm up
+    (allocations, kernels, caches), then timed on a second render."""
+    camera = cameras[0:1].to(model.device)
+    model.eval()
+    model.get_outputs_for_camera(camera)
+    if synchronize_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model.get_outputs_for_camera(camera)
+    if synchronize_cuda:
+        torch.cuda.synchronize()
+    return int(camera.width[0, 0]) * int(camera.height[0, 0]) / (time.perf_counter() - start)
+
+
+@torch.no_grad()
 def training_view_psnr(pipeline, num_views: int, panel_path: Optional[Path]) -> tuple:
     """Mean ``(psnr, psnr_hit)`` over ``num_views`` evenly spaced training views re-rendered by a Stage II model."""
     from PIL import Image
@@ -308,6 +384,10 @@ def training_view_psnr(pipeline, num_views: int, panel_path: Optional[Path]) -> 
     return float(np.mean(psnr)), (float(np.mean(psnr_hit)) if psnr_hit else None)
 
 
+class TimeBudgetSpent(Exception):
+    """Raised after the step whose training time reaches the spec's budget; ``train`` ends the run there."""
+
+
 def train(spec: TrainSpec) -> TrainResult:
     import trimesh
 
@@ -317,24 +397,62 @@ def train(spec: TrainSpec) -> TrainResult:
         spec.kind, material_trainer_config
     )
     trainer_config = make_config(spec)
+    planned_steps = trainer_config.max_num_iterations
     trainer = start_trainer(trainer_config, spec.threads, spec.seed)
     cuda = trainer_config.machine.device_type == "cuda"
     model = trainer.pipeline.model
-    gt_mesh = trimesh.load(spec.gt_mesh, force="mesh") if spec.gt_mesh and spec.curve_every > 0 else None
+    gt_mesh = trimesh.load(spec.gt_mesh, force="mesh") if spec.wants_curve else None
+    budget = spec.time_budget_s
 
     curve: List[List[float]] = []
     if gt_mesh is not None:
         curve.append([0, 0.0, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
-    progress, task = training_progress(f"{spec.experiment} {spec.kind}", trainer_config.max_num_iterations)
+    next_curve_seconds = spec.curve_every_s
+
+    def add_curve_point() -> None:
+        chamfer = chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)
+        curve.append([len(timer.seconds), timer.total_seconds, chamfer])
+
+    def curve_point_due() -> bool:
+        nonlocal next_curve_seconds
+        if spec.curve_every_s <= 0:
+            return len(timer.seconds) % spec.curve_every == 0
+        if timer.total_seconds < next_curve_seconds:
+            return False
+        # The next multiple of the interval after now: one point, also after a step longer than the interval.
+        next_curve_seconds = (timer.total_seconds // spec.curve_every_s + 1) * spec.curve_every_s
+        return True
+
+    label = f"{spec.experiment} {spec.kind}"
+    if budget is None:
+        progress, task = training_progress(label, planned_steps)
+    else:
+        progress, task = budget_progress(label, budget)
 
     def after_step(step: int) -> None:
-        progress.update(task, advance=1, loss=timer.losses[-1])
-        if gt_mesh is not None and (step + 1) % spec.curve_every == 0:
-            curve.append([step + 1, timer.total_seconds, chamfer_to_gt(model, gt_mesh, spec.curve_mesh_resolution)])
+        if budget is None:
+            progress.update(task, advance=1, loss=timer.losses[-1])
+        else:
+            progress.update(
+                task, completed=min(timer.total_seconds, budget), steps=len(timer.seconds), loss=timer.losses[-1]
+            )
+        if gt_mesh is not None and curve_point_due():
+            add_curve_point()
+        if budget is not None and timer.total_seconds >= budget and len(timer.seconds) < planned_steps:
+            raise TimeBudgetSpent
 
     timer = StepTimer(synchronize_cuda=cuda, on_step=after_step).attach(trainer)
+    budget_reached = False
     with progress:
-        trainer.train()
+        try:
+            trainer.train()
+        except TimeBudgetSpent:
+            budget_reached = True
+            # nerfstudio writes its final checkpoint only when its loop runs out: save the last step done, so the
+            # run loads (nero-eval, nero-export) like a finished one.
+            trainer.save_checkpoint(trainer.step)
+    if gt_mesh is not None and curve[-1][0] != len(timer.seconds):
+        add_curve_point()
     result = TrainResult(
         config_path=str(trainer_config.get_base_dir() / "config.yml"),
         steps=len(timer.seconds),
@@ -342,6 +460,7 @@ def train(spec: TrainSpec) -> TrainResult:
         steps_per_second=len(timer.seconds) / timer.total_seconds,
         final_loss=float(np.mean(timer.losses[-20:])),
         cuda_peak_mib=torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        budget_reached=budget_reached,
         curve=curve,
     )
     model.eval()
@@ -352,6 +471,8 @@ def train(spec: TrainSpec) -> TrainResult:
         # The synthetic parser's normalised frame is the dataset frame (docs/architecture.md): no transform needed.
         result.mesh_path = str(save_mesh(mesh, Path(spec.mesh_path)))
         result.num_vertices = len(mesh.vertices)
+        cameras = trainer.pipeline.datamanager.eval_dataset.cameras
+        result.eval_rays_per_second = eval_rays_per_second(model, cameras, cuda)
     else:
         panel = Path(spec.panel_path) if spec.panel_path else None
         result.train_view_psnr, result.train_view_psnr_hit = training_view_psnr(

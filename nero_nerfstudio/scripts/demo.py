@@ -1,7 +1,7 @@
 """``nero-demo``: the whole NeRO pipeline on a glossy scene that the project renders itself.
 
 Every stage runs the same command a user would type (printed before it runs), so the demo doubles as a
-walk-through: render a scene with Blender -> parse it -> Stage I (``ns-train nero-shape-small``) -> mesh export ->
+walk-through: render a scene with Blender -> parse it -> Stage I (``ns-train nero-shape-fast``) -> mesh export ->
 shape evaluation against the ground truth -> Stage II (``ns-train nero-material-small``) -> material export ->
 relit turntable in Blender. The stages and their commands are the table in ``scripts/stages.py``; the render and the
 training runs are skipped when their outputs exist, so an interrupted demo resumes.
@@ -36,15 +36,16 @@ class DemoConfig:
     stages: Tuple[StageName, ...] = ALL_STAGES
     """Which stages to run, in pipeline order."""
     quick: bool = False
-    """A few-minute smoke run (32 views at 64x64, short training) instead of the ~40-minute demo."""
+    """A few-minute smoke run (32 views at 64x64, short training) instead of the ~12-minute demo."""
     num_views: Optional[int] = None
     """Views to render (default: 64, or 32 with --quick)."""
     resolution: Optional[int] = None
     """Image size (default: 128, or 64 with --quick)."""
     shape_steps: Optional[int] = None
-    """Stage I steps (default: the nero-shape-small preset's own count, or 300 with --quick)."""
+    """Stage I steps (default: the nero-shape-fast preset's own count, or 500 with --quick)."""
     material_steps: Optional[int] = None
-    """Stage II steps (default: the nero-material-small preset's own count, or 200 with --quick)."""
+    """Stage II steps (default: 1500, half the nero-material-small preset's count, or 200 with --quick; passed as
+    ``--max-num-iterations``, so the schedule stays the preset's)."""
     mesh_resolution: int = 256
     """Marching-cubes grid for the mesh export."""
     environment: str = "courtyard"
@@ -54,13 +55,13 @@ class DemoConfig:
 
     def settings(self) -> PipelineSettings:
         """The pipeline's settings, the --quick defaults filled in."""
-        frames, relight_resolution, samples = (2, 64, 16) if self.quick else (8, 128, 32)
+        frames, relight_resolution, samples = (8, 64, 16) if self.quick else (24, 128, 32)
         return PipelineSettings(
             output_dir=self.output_dir,
             num_views=self.num_views or (32 if self.quick else 64),
             resolution=self.resolution or (64 if self.quick else 128),
-            shape_steps=self.shape_steps or (300 if self.quick else None),
-            material_steps=self.material_steps or (200 if self.quick else None),
+            shape_steps=self.shape_steps or (500 if self.quick else None),
+            material_steps=self.material_steps or (200 if self.quick else 1500),
             mesh_resolution=self.mesh_resolution,
             environment=self.environment,
             relight_environment=self.relight_environment,

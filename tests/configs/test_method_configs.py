@@ -139,3 +139,33 @@ def test_neus_color_baseline_changes_only_the_shader():
     assert baseline.neus_color.num_layers == model.shading.num_layers + 1
     changed = {f.name for f in fields(model) if getattr(model, f.name) != getattr(baseline, f.name)}
     assert changed == {"shading_model", "neus_color"}
+
+
+@pytest.mark.parametrize("max_steps", [40, 4000])
+def test_fast_preset_structure_and_schedule(max_steps: int):
+    """``nero-shape-fast``: grid-encoded SDF with numerical gradients, the occupancy sampler, its own grid optimizer,
+    and a schedule fitted to the run (exact rates and counts are being tuned, so none are pinned here)."""
+    from nero_nerfstudio.configs.method_configs import fast_trainer_config
+    from nero_nerfstudio.field_components.grid_encoding import coarse_to_fine_levels
+    from nero_nerfstudio.model_components.occupancy_sampler import OccupancySamplerConfig
+
+    config = fast_trainer_config(max_steps)
+    model = config.pipeline.model
+    sdf_field = model.sdf_field
+    assert config.method_name == "nero-shape-fast" and config.max_num_iterations == max_steps
+    assert sdf_field.encoding == "grid" and sdf_field.gradient == "numerical"
+    assert isinstance(model.sampler, OccupancySamplerConfig)
+    assert set(config.optimizers) == {"fields", "field_background", "field_grid"}
+    for group in config.optimizers.values():
+        assert group["optimizer"].lr > 0 and group["scheduler"].max_steps == max_steps
+        assert 0 < group["scheduler"].warm_up_end < max_steps
+    # Coarse to fine: fewer levels at the start, every level active well before the end.
+    levels = [coarse_to_fine_levels(step, sdf_field.grid_start_levels, sdf_field.grid_steps_per_level,
+                                    sdf_field.grid_num_levels) for step in range(max_steps)]  # fmt: skip
+    assert levels[0] < sdf_field.grid_num_levels and levels == sorted(levels)
+    assert levels[max_steps // 2 + 1] == sdf_field.grid_num_levels
+    # The paper's step constants are fitted to the run.
+    for step in (model.anneal_end, model.freeze_inv_s_step, model.occlusion_loss_start, model.init_sdf_reg_end):
+        assert 0 < step < max_steps
+    # The method registered under the name is this preset.
+    assert type(nero_shape_fast.config.pipeline.model.sampler) is type(model.sampler)

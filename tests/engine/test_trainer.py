@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import re
 import shutil
@@ -11,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -26,7 +24,7 @@ from nero_nerfstudio.engine.non_finite import describe_non_finite_batch, non_fin
 from nero_nerfstudio.engine.trainer import NeroTrainer
 from nero_nerfstudio.models.nero_shape import NeroShapeModel
 
-from shape_run import TrainedShapeRun, cpu_test_config, train
+from shape_run import NanInjectedRun, cpu_test_config, train_with_nan_steps
 
 NUM_RAYS = 64
 NUM_STEPS = 4
@@ -67,12 +65,6 @@ def test_non_finite_loss_terms_and_gradients():
     )
 
 
-@dataclass
-class NanInjectedRun:
-    run: TrainedShapeRun
-    console_output: str
-
-
 @pytest.fixture(scope="module")
 def nan_injected_run(synthetic_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> NanInjectedRun:
     """4 steps of nero-shape-small; step 1 has a finite loss but a NaN gradient, step 2 a NaN loss term."""
@@ -81,25 +73,12 @@ def nan_injected_run(synthetic_scene: Path, tmp_path_factory: pytest.TempPathFac
         small_trainer_config(NUM_STEPS), synthetic_scene, tmp_path_factory.mktemp("nan_run"), NUM_RAYS
     )
     config.steps_per_save = 2
-    get_loss_dict = NeroShapeModel.get_loss_dict
-    training_step = itertools.count()  # the model computes its losses once per step (no evaluation in this run)
-
-    def poisoned_get_loss_dict(model: NeroShapeModel, *args, **kwargs) -> Dict[str, torch.Tensor]:
-        loss_dict = get_loss_dict(model, *args, **kwargs)
-        step, name = next(training_step), next(iter(loss_dict))
-        if step == NAN_GRADIENT_STEP:
-            # Forward value 0, backward NaN: the gradient of sqrt at a negative number leaks through where().
-            parameter = next(p for p in model.parameters() if p.requires_grad and p.numel() > 0)
-            trap = torch.where(torch.tensor(True), 0.0 * parameter.sum(), (-1.0 - parameter.abs().sum()).sqrt())
-            loss_dict[name] = loss_dict[name] + trap
-        if step == NAN_LOSS_STEP:
-            loss_dict[name] = loss_dict[name] * float("nan")
-        return loss_dict
-
-    with pytest.MonkeyPatch.context() as monkeypatch, CONSOLE.capture() as capture:
-        monkeypatch.setattr(NeroShapeModel, "get_loss_dict", poisoned_get_loss_dict)
-        run = train(config)
-    return NanInjectedRun(run=run, console_output=capture.get())
+    return train_with_nan_steps(
+        config,
+        NAN_GRADIENT_STEP,
+        NAN_LOSS_STEP,
+        parameter=lambda model: next(p for p in model.parameters() if p.requires_grad and p.numel() > 0),
+    )
 
 
 def test_non_finite_batches_are_skipped_with_a_warning(nan_injected_run: NanInjectedRun):

@@ -265,19 +265,23 @@ def test_photographer_light_default_comes_from_metadata():
 
 
 def test_param_groups_cover_every_parameter_once():
-    for encoding in ("frequency", "hash"):
+    for encoding in ("frequency", "grid"):
         sdf_field = NeroSDFFieldConfig(
             num_layers=2, hidden_dim=48, skip_layers=(), feature_dim=16, encoding=encoding,  # type: ignore[arg-type]
-            hash_num_levels=4, hash_log2_table_size=10, hash_max_resolution=64,
+            grid_num_levels=4, grid_min_resolution=8, grid_max_resolution=32, grid_implementation="dense",
         )
         model = make_model(sdf_field=sdf_field)
         groups = model.get_param_groups()
-        expected = {"fields", "field_background"} | ({"field_hash_grid"} if encoding == "hash" else set())
+        expected = {"fields", "field_background"} | ({"field_grid"} if encoding == "grid" else set())
         assert set(groups) == expected and all(groups.values())
         ids = [id(parameter) for group in groups.values() for parameter in group]
         assert len(ids) == len(set(ids))
         assert set(ids) == {id(parameter) for parameter in model.parameters() if parameter.numel() > 0}
         assert any(parameter is model.field.variance for parameter in groups["fields"])
+        if encoding == "grid":
+            # The grid group holds the grid's features and nothing else.
+            grid_ids = {id(parameter) for parameter in model.field.grid_encoding.parameters()}
+            assert {id(parameter) for parameter in groups["field_grid"]} == grid_ids and len(grid_ids) == 4
 
 
 def test_eval_images_and_metrics_without_lpips(monkeypatch):

@@ -13,7 +13,7 @@ import pytest
 import trimesh
 
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.scenes.assets import bundled_environments, load_mesh_file
+from nero_nerfstudio.scenes.assets import FILE_MESHES, bundled_environments, load_mesh_file, resolve_mesh
 from nero_nerfstudio.scenes.render_scene import (
     BlenderRenderError,
     RenderSceneConfig,
@@ -257,7 +257,7 @@ def test_mesh_file_with_z_up_stands_upright(tmp_path: Path) -> None:
 def test_unknown_names_and_missing_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(NeroDataError, match="unknown environment; use one of city, courtyard"):
         render_scene(RenderSceneConfig(output_dir=tmp_path / "a", environment="moon"))
-    with pytest.raises(NeroDataError, match="unknown mesh; use one of bunny, sphere, torus, suzanne"):
+    with pytest.raises(NeroDataError, match="unknown mesh; use one of bunny, cow, sphere, torus, suzanne"):
         render_scene(RenderSceneConfig(output_dir=tmp_path / "a", mesh="dragon"))
     with pytest.raises(NeroDataError, match="missing.ply: mesh file does not exist"):
         render_scene(RenderSceneConfig(output_dir=tmp_path / "a", mesh=str(tmp_path / "missing.ply")))
@@ -278,6 +278,17 @@ def test_unknown_names_and_missing_files_give_clear_errors(tmp_path: Path) -> No
     garbage.write_text("this is not a mesh")
     with pytest.raises(NeroDataError, match="garbage.ply"):
         load_mesh_file(garbage, "y")
+
+
+def test_named_mesh_files_resolve_to_installed_files() -> None:
+    assert set(FILE_MESHES) == {"bunny", "cow"}
+    for name in FILE_MESHES:
+        path = resolve_mesh(name)
+        assert isinstance(path, Path) and path.is_file()
+    # The cow is y-up like the bunny: in Blender's z-up frame it is long (head to tail), then tall, then narrow.
+    vertices, faces = load_mesh_file(resolve_mesh("cow"), "y")
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
+    assert extent[1] > extent[2] > extent[0] and len(faces) > 5000
 
 
 def test_bundled_environments_are_found() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from nero_nerfstudio.scripts.bench_train import TrainSpec, bench_train_stage
+from nero_nerfstudio.scripts.bench_train import TrainSpec, bench_train_stage, train
 from nero_nerfstudio.scripts.demo import ALL_STAGES, DemoConfig
 from nero_nerfstudio.scripts.stages import (
     PipelineSettings,
@@ -137,20 +138,20 @@ def test_pipeline_stage_command_lines(tmp_path: Path):
         "--num-views 16 --resolution 32 --metallic 1.0 --roughness 0.2 --albedo 0.8 0.8 0.8"
     )
     assert shlex.join(stages["shape"].argv) == (
-        "ns-train nero-shape-small --machine.device-type cpu --vis tensorboard --viewer.quit-on-train-completion True "
+        "ns-train nero-shape-fast --machine.device-type cpu --vis tensorboard --viewer.quit-on-train-completion True "
         "--output-dir out/outputs --experiment-name demo --timestamp run --max-num-iterations 30 "
         "nero-synthetic --data out/scene"
     )
-    assert stages["shape"].outputs[-1] == Path("out/outputs/demo/nero-shape-small/run/nerfstudio_models/step-*.ckpt")
+    assert stages["shape"].outputs[-1] == Path("out/outputs/demo/nero-shape-fast/run/nerfstudio_models/step-*.ckpt")
     # No step count: the preset's own.
     assert "--max-num-iterations" not in stages["material"].argv
     assert stages["material"].argv[2:4] == ("--pipeline.model.mesh-path", "out/mesh.ply")
     assert stages["material"].inputs == (Path("out/scene"), Path("out/mesh.ply"))
     assert shlex.join(stages["mesh"].argv) == (
-        "nero-export mesh --load-config out/outputs/demo/nero-shape-small/run/config.yml --resolution 64 "
+        "nero-export mesh --load-config out/outputs/demo/nero-shape-fast/run/config.yml --resolution 64 "
         "--output-path out/mesh.ply"
     )
-    assert stages["mesh"].inputs == (Path("out/outputs/demo/nero-shape-small/run/config.yml"),)
+    assert stages["mesh"].inputs == (Path("out/outputs/demo/nero-shape-fast/run/config.yml"),)
     assert shlex.join(stages["relight"].argv) == (
         "nero-relight --mesh out/materials/mesh.ply --material out/materials --hdr sunset --output-dir out/relit "
         "--run-config out/outputs/demo/nero-material-small/run/config.yml --resolution 48 --num-frames 2 "
@@ -160,10 +161,11 @@ def test_pipeline_stage_command_lines(tmp_path: Path):
 
 def test_demo_quick_settings():
     quick = DemoConfig(quick=True, output_dir=Path("d")).settings()
-    assert (quick.num_views, quick.resolution, quick.shape_steps, quick.material_steps) == (32, 64, 300, 200)
-    assert (quick.relight_frames, quick.relight_resolution, quick.relight_samples) == (2, 64, 16)
+    assert (quick.num_views, quick.resolution, quick.shape_steps, quick.material_steps) == (32, 64, 500, 200)
+    assert (quick.relight_frames, quick.relight_resolution, quick.relight_samples) == (8, 64, 16)
     full = DemoConfig(output_dir=Path("d"), shape_steps=50).settings()
-    assert (full.num_views, full.resolution, full.shape_steps, full.material_steps) == (64, 128, 50, None)
+    assert (full.num_views, full.resolution, full.shape_steps, full.material_steps) == (64, 128, 50, 1500)
+    assert (full.relight_frames, full.relight_resolution) == (24, 128)
 
 
 def test_demo_skips_a_finished_render_and_runs_the_in_process_parse(tmp_path: Path, monkeypatch):
@@ -176,7 +178,7 @@ def test_demo_skips_a_finished_render_and_runs_the_in_process_parse(tmp_path: Pa
 
 
 def test_demo_reports_a_missing_input_of_a_later_stage(tmp_path: Path):
-    with pytest.raises(SystemExit, match=r"nero-demo: stage mesh needs .*nero-shape-small/run/config\.yml"):
+    with pytest.raises(SystemExit, match=r"nero-demo: stage mesh needs .*nero-shape-fast/run/config\.yml"):
         DemoConfig(output_dir=tmp_path, stages=("mesh",)).main()
 
 
@@ -194,6 +196,44 @@ def test_benchmark_training_stage(tmp_path: Path):
     assert TrainSpec(**json.loads(spec.spec_path.read_text())) == spec
     material = bench_train_stage(TrainSpec(**{**json.loads(spec.spec_path.read_text()), "kind": "material"}), "m")
     assert tmp_path / "mesh.ply" in material.inputs and material.outputs == (tmp_path / "train_split-sum.json",)
+
+
+def test_benchmark_training_spec_presets_and_time_budget(tmp_path: Path):
+    spec = TrainSpec(
+        kind="shape", scene="s", output_dir="o", experiment="e", result_path=str(tmp_path / "r.json"), steps=8
+    )  # fmt: skip
+    # Without a preset: the small one, the paper one with ``full`` (what callers from before the presets get).
+    assert spec.shape_preset == "small" and replace(spec, full=True).shape_preset == "paper"
+    assert replace(spec, preset="fast", full=True).shape_preset == "fast"
+    assert replace(spec, preset="small", full=True).shape_preset == "small"
+    assert not spec.wants_curve and not replace(spec, gt_mesh="m.ply").wants_curve
+    assert replace(spec, gt_mesh="m.ply", curve_every_s=30.0).wants_curve
+    budgeted = replace(spec, preset="fast", time_budget_s=480.0, curve_every_s=30.0)
+    budgeted.save()
+    assert TrainSpec(**json.loads(budgeted.spec_path.read_text())) == budgeted
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_the_run_with_a_loadable_checkpoint(synthetic_scene: Path, tmp_path: Path):
+    """nero-shape-fast planned for 2500 steps, stopped by a 1 s budget: a few steps, a checkpoint at the last one that
+    eval_setup loads, a curve that ends there, and the inference speed of a held-out view."""
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    spec = TrainSpec(
+        kind="shape", preset="fast", scene=str(synthetic_scene), output_dir=str(tmp_path / "runs"), experiment="e",
+        result_path=str(tmp_path / "train.json"), steps=2500, num_rays=128, time_budget_s=1.0, curve_every_s=0.5,
+        gt_mesh=str(synthetic_scene / "gt" / "mesh.ply"), curve_mesh_resolution=24, mesh_resolution=32,
+        mesh_path=str(tmp_path / "mesh.ply"),
+    )  # fmt: skip
+    result = train(spec)
+    assert result.budget_reached and 1 <= result.steps < 2500
+    assert result.train_seconds >= 1.0 and result.eval_rays_per_second > 0
+    assert result.curve[0][:2] == [0, 0.0] and result.curve[-1][:2] == [result.steps, result.train_seconds]
+    assert all(later[1] > earlier[1] for earlier, later in zip(result.curve, result.curve[1:]))
+    assert Path(result.mesh_path).is_file() and result.num_vertices > 0
+    _, pipeline, checkpoint_path, step = eval_setup(Path(result.config_path), test_mode="inference")
+    assert checkpoint_path.name == f"step-{result.steps - 1:09d}.ckpt" and step == result.steps - 1
+    assert pipeline.model.field is not None
 
 
 def test_relight_views_stage_is_done_with_its_last_frame(tmp_path: Path):
