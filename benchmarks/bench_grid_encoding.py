@@ -74,7 +74,7 @@ def main(config: BenchGridConfig) -> None:
     }
     seconds = {name: seconds_per_call(lookup, config.repeats) for name, lookup in lookups.items()}
     fastest = seconds["dense grids, grid_sample (fast preset)"]
-    command = f"python benchmarks/bench_grid_encoding.py --threads {config.threads}"
+    command = f"python benchmarks/bench_grid_encoding.py --threads {config.threads} --repeats {config.repeats}"
     lines = [
         *report_header(
             "Benchmark: the fast preset's grid encoding on a CPU", "benchmarks/bench_grid_encoding.py", command
