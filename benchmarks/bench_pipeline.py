@@ -49,7 +49,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import tyro
@@ -57,7 +57,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nero_nerfstudio.configs.method_configs import SMALL_STEPS
-from nero_nerfstudio.scripts.bench_train import StageOnePreset, TrainSpec, bench_train_stage, report_header
+from nero_nerfstudio.scripts.bench_train import (
+    StageOnePreset,
+    TrainSpec,
+    bench_train_stage,
+    marked_sections,
+    replace_section,
+    report_header,
+)
 from nero_nerfstudio.scripts.stages import (
     Stage,
     StageResult,
@@ -87,6 +94,8 @@ class SceneSpec:
     roughness: float
     """Blender's perceptual roughness."""
     albedo: Tuple[float, float, float]
+    resolution: Optional[int] = None
+    """Image width and height of the render (None: the benchmark's ``resolution``)."""
 
 
 SCENES: Tuple[SceneSpec, ...] = (
@@ -239,9 +248,10 @@ class Bench:
         config = self.config
         job = JobResult(scene=scene.name, kind="render")
         scene_dir = self.scene_dir(scene)
+        resolution = config.resolution if scene.resolution is None else scene.resolution
         render = render_stage(
-            scene_dir, scene.mesh, scene.environment, config.num_views, config.resolution, scene.metallic,
-            scene.roughness, scene.albedo, samples=config.render_samples, denoise=True, seed=config.seed,
+            scene_dir, scene.mesh, scene.environment, config.num_views, resolution, scene.metallic, scene.roughness,
+            scene.albedo, samples=config.render_samples, denoise=True, seed=config.seed,
         )  # fmt: skip
         self.stage(job, render)
         measured = {"render (Blender)": job.stages["render"]}
@@ -601,19 +611,21 @@ def plot_curves(results: List[JobResult], path: Path, labels: Dict[str, str]) ->
     os.replace(temporary, path)
 
 
-def relight_comparison(bench: Bench, scenes: List[SceneSpec], path: Path) -> None:
-    """One relit view per scene: ground truth | pipeline | Stage II on the GT mesh (RGBA composited on white)."""
+def relit_view(bench: Bench, scene: SceneSpec, name: str) -> np.ndarray:
+    """The first relit test view in ``relit_<name>`` of the scene, RGBA composited on white: ``[H, W, 3]`` uint8."""
     from PIL import Image
 
-    rows = []
-    for scene in scenes:
-        view = bench.relight_view_ids(scene)[0]
-        tiles = []
-        for name in ("gt", "pipeline", "gt_mesh"):
-            image = Image.open(bench.relit_dir(scene, name) / f"{view}.png").convert("RGBA")
-            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            tiles.append(np.asarray(Image.alpha_composite(white, image).convert("RGB")))
-        rows.append(np.concatenate(tiles, axis=1))
+    image = Image.open(bench.relit_dir(scene, name) / f"{bench.relight_view_ids(scene)[0]}.png").convert("RGBA")
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, image).convert("RGB"))
+
+
+def relight_comparison(bench: Bench, scenes: List[SceneSpec], path: Path) -> None:
+    """One relit view per scene: ground truth | pipeline | Stage II on the GT mesh."""
+    from PIL import Image
+
+    names = ("gt", "pipeline", "gt_mesh")
+    rows = [np.concatenate([relit_view(bench, scene, name) for name in names], axis=1) for scene in scenes]
     temporary = path.with_name(f".{path.name}.tmp.png")
     Image.fromarray(np.concatenate(rows, axis=0)).save(temporary)
     os.replace(temporary, path)
@@ -723,8 +735,13 @@ def write_markdown(
     ]
     if notes:
         lines += ["Evaluation notes:", "", *[f"* {note}" for note in notes], ""]
+    text = "\n".join(lines)
+    if config.results.is_file():
+        # Sections that other benchmarks write into this report (bench_materials.py's sweep) outlive the rewrite.
+        for name, content in marked_sections(config.results.read_text()).items():
+            text = replace_section(text, name, content)
     temporary = config.results.with_name(f".{config.results.name}.tmp")
-    temporary.write_text("\n".join(lines))
+    temporary.write_text(text)
     os.replace(temporary, config.results)
 
 
@@ -1015,39 +1032,53 @@ def write_stage_one_markdown(
     os.replace(temporary, path)
 
 
-def check_settings(config: BenchPipelineConfig) -> None:
-    """Finished stages are reused only under the settings that made them: refuse an output folder made otherwise."""
+RUN_CHOICES = frozenset(
+    {"output_dir", "results", "scenes", "workers", "stage_one_only", "stage_one_results", "small_on_thin_scene"}
+)
+"""Settings of this benchmark that choose what runs or where reports go, not what a finished stage holds."""
+
+
+def check_settings(config: Any, ignored: Collection[str] = RUN_CHOICES, writer: str = "bench_pipeline") -> None:
+    """Finished stages are reused only under the settings that made them: refuse an output folder
+    (``config.output_dir``) made otherwise. ``ignored``: the settings that do not change a finished stage."""
     settings_path = config.output_dir / "settings.json"
-    # Settings that choose what runs or where reports go, not what a finished stage holds.
-    ignored = {"output_dir", "results", "scenes", "workers"}
-    ignored |= {"stage_one_only", "stage_one_results", "small_on_thin_scene"}
     settings = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items() if k not in ignored}
     if settings_path.is_file():
         previous = json.loads(settings_path.read_text())
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         if changed:
             raise SystemExit(
-                f"bench_pipeline: {config.output_dir} holds results made with other settings ({', '.join(changed)}); "
+                f"{writer}: {config.output_dir} holds results made with other settings ({', '.join(changed)}); "
                 "remove it or pick another --output-dir"
             )
     settings_path.write_text(json.dumps(settings, indent=2))
 
 
-def main(config: BenchPipelineConfig) -> None:
+def set_unless_given(config: Any, values: Dict[str, Any]) -> None:
+    """Set each field of ``values`` on ``config`` unless the command line gave its option (``--field-name``)."""
     given = {arg.split("=")[0] for arg in sys.argv[1:]}
+    for name, value in values.items():
+        if "--" + name.replace("_", "-") not in given:
+            setattr(config, name, value)
+
+
+def command_line(script: str) -> str:
+    """The command that runs this benchmark as invoked (``script``: its path from the repository root)."""
+    command = " ".join(["python", script, *map(shlex.quote, sys.argv[1:])])
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return f"OMP_NUM_THREADS={threads} {command}" if threads else command
+
+
+def main(config: BenchPipelineConfig) -> None:
     if config.full:
         from nero_nerfstudio.configs.material_configs import PAPER_STEPS as MATERIAL_PAPER_STEPS
         from nero_nerfstudio.configs.method_configs import PAPER_STEPS as SHAPE_PAPER_STEPS
 
-        paper = {"--shape-steps": ("shape_steps", SHAPE_PAPER_STEPS),
-                 "--material-steps": ("material_steps", MATERIAL_PAPER_STEPS),
-                 "--num-views": ("num_views", 128), "--resolution": ("resolution", 512),
-                 "--mesh-resolution": ("mesh_resolution", 512), "--curve-mesh-resolution": ("curve_mesh_resolution", 256),
-                 "--stage-one-curve-mesh-resolution": ("stage_one_curve_mesh_resolution", 256),
-                 "--relight-samples": ("relight_samples", 256), "--workers": ("workers", 1)}  # fmt: skip
-        for option, (name, value) in paper.items():
-            if option not in given:
-                setattr(config, name, value)
+        set_unless_given(config, {
+            "shape_steps": SHAPE_PAPER_STEPS, "material_steps": MATERIAL_PAPER_STEPS, "num_views": 128,
+            "resolution": 512, "mesh_resolution": 512, "curve_mesh_resolution": 256,
+            "stage_one_curve_mesh_resolution": 256, "relight_samples": 256, "workers": 1,
+        })  # fmt: skip
     unknown = set(config.scenes) - {scene.name for scene in ALL_SCENES}
     if unknown:
         names = [scene.name for scene in ALL_SCENES]
@@ -1060,9 +1091,7 @@ def main(config: BenchPipelineConfig) -> None:
     config.output_dir = config.output_dir.resolve()
     config.output_dir.mkdir(parents=True, exist_ok=True)
     check_settings(config)
-    command = " ".join(["python", "benchmarks/bench_pipeline.py", *map(shlex.quote, sys.argv[1:])])
-    if os.environ.get("OMP_NUM_THREADS"):
-        command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {command}"
+    command = command_line("benchmarks/bench_pipeline.py")
     start = time.perf_counter()
     bench = Bench(config)
     renders = bench.render_all()

@@ -54,6 +54,7 @@ def material_trainer_config(
             datamanager=MeshRayDataManagerConfig(
                 dataparser=NeroSyntheticDataParserConfig(),
                 train_num_rays_per_batch=num_rays,
+                train_num_background_rays_per_batch=num_rays // 4,
                 eval_num_rays_per_batch=num_rays,
             ),
             model=model,

@@ -38,8 +38,10 @@ class NeroKey(StrEnum):
     """``[num_rays, 3]`` primary hit points (normalised frame)."""
     HIT_NORMALS = "hit_normals"
     """``[num_rays, 3]`` outward unit face normals at the hits."""
+    HIT_SMOOTH_NORMALS = "hit_smooth_normals"
+    """``[num_rays, 3]`` interpolated vertex normals at the hits."""
     HIT_DEPTH = "hit_depth"
-    """``[num_rays, 1]`` distance from the ray origin to the hit."""
+    """``[num_rays, 1]`` distance from the ray origin to the hit (0 on a background ray)."""
 
     # Model outputs beyond nerfstudio's rgb / accumulation / depth ---------------------------------------------------
     NORMAL = "normal"
@@ -49,7 +51,8 @@ class NeroKey(StrEnum):
     NORMAL_VIS = "normal_vis"
     """``[num_rays, 3]`` Stage II normal in ``[0, 1]``, black on misses."""
     HIT_MASK = "hit_mask"
-    """``[num_rays, 1]`` 1 where the ray hits the Stage II mesh."""
+    """``[num_rays, 1]`` 1 where the ray hits the Stage II mesh (an output; and, boolean, in the metadata of Stage II
+    training rays, which may end with rays that miss it)."""
     SURFACE_SAMPLES = "surface_samples"
     """Stage I, training only: the per-sample tensors of the samples inside the unit sphere, for the losses."""
     INIT_SDF_SAMPLES = "init_sdf_samples"

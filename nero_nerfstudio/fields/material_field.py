@@ -8,8 +8,9 @@ as the (perceptual) roughness.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Type
+from typing import Optional, Type
 
 import torch
 from jaxtyping import Float
@@ -36,6 +37,15 @@ def perceptual_roughness(alpha: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*ba
     return torch.sqrt(alpha.clamp_min(NERO_EPS_PERCEPTUAL_ROUGHNESS))
 
 
+def roughness_logit(roughness: float) -> float:
+    """The roughness head's pre-sigmoid value that gives the perceptual ``roughness`` (inverse of
+    :func:`alpha_from_sigmoid` and :func:`perceptual_roughness`)."""
+    sigmoid = (roughness**2 - MIN_ALPHA) / (1.0 - MIN_ALPHA)
+    if not 0.0 < sigmoid < 1.0:
+        raise ValueError(f"initial roughness must be in ({MIN_ROUGHNESS}, 1), got {roughness}")
+    return math.log(sigmoid / (1.0 - sigmoid))
+
+
 @dataclass
 class MaterialFieldConfig(InstantiateConfig):
     """Configuration of :class:`MaterialField` (defaults = NeRO)."""
@@ -45,6 +55,8 @@ class MaterialFieldConfig(InstantiateConfig):
     """Width of the feature network and of the heads."""
     num_frequencies: int = 8
     """Octaves of the positional encoding (NeRO: 8, i.e. 51 input values)."""
+    initial_roughness: Optional[float] = 0.5
+    """Perceptual roughness the roughness head starts at (its last bias); None: NeRO's default bias (about 0.7)."""
 
 
 class MaterialField(nn.Module):
@@ -64,7 +76,10 @@ class MaterialField(nn.Module):
         self.feature_block_a = WeightNormMLP(encoded_dim, width, width, num_layers=4, output_activation="none")
         self.feature_block_b = WeightNormMLP(width + encoded_dim, width, width, num_layers=4, output_activation="none")
         self.metallic_head = WeightNormMLP(width + 3, 1, width, num_layers=4, output_activation="sigmoid")
-        self.roughness_head = WeightNormMLP(width + 3, 1, width, num_layers=4, output_activation="sigmoid")
+        roughness_bias = None if config.initial_roughness is None else roughness_logit(config.initial_roughness)
+        self.roughness_head = WeightNormMLP(
+            width + 3, 1, width, num_layers=4, output_activation="sigmoid", final_bias=roughness_bias
+        )
         self.albedo_head = WeightNormMLP(width + 3, 3, width, num_layers=4, output_activation="sigmoid")
 
     def features(self, points: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points hidden_dim"]:

@@ -37,6 +37,18 @@ def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor
     return torch.sqrt(((pred - target) ** 2).sum(dim=-1) + eps).mean()
 
 
+SATURATED_PIXEL = 254.5 / 255.0
+"""An 8-bit pixel value at or above this is clipped: the true value may be anything from 1 up."""
+
+
+def saturated_as_lower_bound(
+    pred: Float[Tensor, "num_rays 3"], target: Float[Tensor, "num_rays 3"]
+) -> Float[Tensor, "num_rays 3"]:
+    """``pred`` with channels whose ``target`` is clipped white capped at 1: a clipped pixel only says "at least 1",
+    so a prediction above it costs nothing there (elsewhere ``pred`` is unchanged, unclamped, as NeRO compares it)."""
+    return torch.where(target >= SATURATED_PIXEL, pred.clamp_max(1.0), pred)
+
+
 def eikonal_loss(gradient: Float[Tensor, "num_samples 3"]) -> Tensor:
     """``mean (|grad sdf| - 1)^2``."""
     return ((gradient.norm(dim=-1) - 1.0) ** 2).mean()

@@ -1,11 +1,13 @@
 """Stage II Monte-Carlo shading of mesh points (method.md §4.4).
 
-:func:`monte_carlo_shade` is NeRO's estimator reproduced as-is for parity: every one of the ``N = N_d + N_s``
+:func:`per_lobe_monte_carlo_shade` (Stage II's default) estimates each lobe from its own samples with their exact
+densities. :func:`monte_carlo_shade` is NeRO's estimator reproduced as-is for parity: every one of the ``N = N_d + N_s``
 samples is weighted by its *own* lobe's pdf times that lobe's fraction, and the specular sum runs over all of
 them, so the diffuse-sample half and the specular-sample half each estimate the full specular integral and the
 two are added (specular counted about twice for rough surfaces; for sharp lobes the diffuse samples add ~0).
-The light network absorbs that scale. :func:`unbiased_monte_carlo_shade` is a textbook per-lobe estimator with
-exact GGX importance sampling, used to verify the BRDF terms and to quantify that difference.
+A free light network absorbs that scale; a light pinned by the background pixels (§4.5) cannot, and the albedo of
+a rough metal comes out about halved. :func:`unbiased_monte_carlo_shade` runs the per-lobe estimator on independent
+random samples, to verify the BRDF terms and to quantify that difference.
 """
 
 from __future__ import annotations
@@ -73,6 +75,22 @@ def sample_shading_directions(
     Returns:
         ``[num_points, N_d + N_s, 3]`` unit directions.
     """
+    diffuse, (specular_u, specular_azimuth) = _diffuse_directions_and_specular_set(
+        normals, diffuse_set, specular_set, azimuth_offsets
+    )
+    reflect_dirs = reflect(view_dirs, normals)
+    specular = GGXMicrofacet(alpha).sample_half_vectors(reflect_dirs, specular_u, specular_azimuth)
+    return torch.cat([diffuse, specular], dim=1)
+
+
+def _diffuse_directions_and_specular_set(
+    normals: Float[Tensor, "num_points 3"],
+    diffuse_set: Tuple[Tensor, Tensor],
+    specular_set: Tuple[Tensor, Tensor],
+    azimuth_offsets: Optional[Float[Tensor, "num_points 2"]],
+) -> Tuple[Float[Tensor, "num_points num_diffuse 3"], Tuple[Tensor, Tensor]]:
+    """The diffuse directions around ``normals`` and the specular ``(u [1, N_s], azimuth [P or 1, N_s])``, each
+    lobe's azimuths shifted by its training jitter."""
     diffuse_u, diffuse_azimuth = diffuse_set
     specular_u, specular_azimuth = specular_set
     diffuse_azimuth = diffuse_azimuth[None, :]
@@ -80,10 +98,7 @@ def sample_shading_directions(
     if azimuth_offsets is not None:
         diffuse_azimuth = diffuse_azimuth + azimuth_offsets[:, 0:1]
         specular_azimuth = specular_azimuth + azimuth_offsets[:, 1:2]
-    diffuse = diffuse_directions(normals, diffuse_u[None, :], diffuse_azimuth)
-    reflect_dirs = reflect(view_dirs, normals)
-    specular = GGXMicrofacet(alpha).sample_half_vectors(reflect_dirs, specular_u[None, :], specular_azimuth)
-    return torch.cat([diffuse, specular], dim=1)
+    return diffuse_directions(normals, diffuse_u[None, :], diffuse_azimuth), (specular_u[None, :], specular_azimuth)
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -149,6 +164,70 @@ def monte_carlo_shade(
     )
 
 
+def sample_per_lobe_directions(
+    normals: Float[Tensor, "num_points 3"],
+    view_dirs: Float[Tensor, "num_points 3"],
+    alpha: Float[Tensor, "num_points 1"],
+    diffuse_set: Tuple[Tensor, Tensor],
+    specular_set: Tuple[Tensor, Tensor],
+    azimuth_offsets: Optional[Float[Tensor, "num_points 2"]] = None,
+) -> Float[Tensor, "num_points num_samples 3"]:
+    """Light directions of :func:`per_lobe_monte_carlo_shade`: ``N_d`` cosine-weighted ones around ``n``, then ``N_s``
+    GGX ones, the view reflected about half vectors drawn from ``D (n.h)`` around ``n`` (exact importance sampling).
+
+    Reparameterised like NeRO's: the half vectors move with ``alpha``, so the light they fetch teaches the roughness.
+    Arguments as :func:`sample_shading_directions`.
+    """
+    diffuse, (specular_u, specular_azimuth) = _diffuse_directions_and_specular_set(
+        normals, diffuse_set, specular_set, azimuth_offsets
+    )
+    half_vectors = GGXMicrofacet(alpha).sample_half_vectors(normals, specular_u, specular_azimuth)
+    return torch.cat([diffuse, reflect(view_dirs[:, None, :], half_vectors)], dim=1)
+
+
+def per_lobe_monte_carlo_shade(
+    normals: Float[Tensor, "num_points 3"],
+    view_dirs: Float[Tensor, "num_points 3"],
+    materials: Mapping[str, Tensor],
+    directions: Float[Tensor, "num_points num_samples 3"],
+    light: Union[LightFunction, Float[Tensor, "num_points num_samples 3"]],
+    num_diffuse: int,
+) -> MonteCarloShading:
+    """Each lobe estimated from its own samples, each sample weighted by the exact density it was drawn with.
+
+    Diffuse (cosine-weighted samples): ``c_d = mean((1 - m) a L)``. Specular (GGX samples, ``l`` the view
+    reflected about ``h``, density ``p = D (n.h) / (4 v.h)``): ``F D G L / (4 (n.v) p) = F G (v.h) / ((n.v)(n.h)) L``,
+    zero below the horizon. ``D`` cancels, so no epsilon caps a sharp lobe, and nothing is counted twice (NeRO's
+    :func:`monte_carlo_shade` adds the specular lobe seen by the diffuse samples to the one seen by its own).
+
+    Args:
+        directions: from :func:`sample_per_lobe_directions` (or any cosine-weighted then GGX-reflected samples);
+            the first ``num_diffuse`` are the diffuse ones.
+        Others as :func:`monte_carlo_shade`.
+    """
+    metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
+    radiance = _resolve_light(light, directions)
+    specular_dirs = directions[:, num_diffuse:]
+    normals_s, view_s = normals[:, None, :], view_dirs[:, None, :]
+    half_vectors = half_vector(view_s, specular_dirs)
+    n_dot_l = (normals_s * specular_dirs).sum(-1, keepdim=True)
+    n_dot_v = _dot(normals, view_dirs)[:, None, :]
+    n_dot_h = _dot(normals_s, half_vectors)
+    v_dot_h = _dot(view_s, half_vectors)
+    geometry = GGXMicrofacet(alpha[:, None, :]).G(n_dot_v, n_dot_l)
+    light_weight = geometry * v_dot_h / (n_dot_v * n_dot_h).clamp_min(NERO_EPS_LIGHT_WEIGHT)
+    light_weight = torch.where(n_dot_l > 0, light_weight, torch.zeros_like(light_weight))
+    fresnel = GGXMicrofacet.fresnel(base_reflectance(metallic, albedo)[:, None, :], v_dot_h)
+    specular_radiance = radiance[:, num_diffuse:]
+    diffuse_light = radiance[:, :num_diffuse].mean(dim=1)
+    return MonteCarloShading(
+        diffuse_color=(1.0 - metallic) * albedo * diffuse_light,
+        specular_color=(fresnel * light_weight * specular_radiance).mean(dim=1),
+        diffuse_light=diffuse_light,
+        specular_light=(light_weight * specular_radiance).mean(dim=1),
+    )
+
+
 def unbiased_monte_carlo_shade(
     normals: Float[Tensor, "num_points 3"],
     view_dirs: Float[Tensor, "num_points 3"],
@@ -158,37 +237,13 @@ def unbiased_monte_carlo_shade(
     num_specular: int,
     generator: Optional[torch.Generator] = None,
 ) -> MonteCarloShading:
-    """Per-lobe estimator with exact importance sampling, for verification.
-
-    Diffuse: cosine-weighted directions from uniform random numbers, ``c_d = mean((1 - m) a L)``.
-    Specular: GGX half vectors from ``D (n.h)``, reflected; ``c_s = mean(F D G L / (4 n.v p))`` with the exact
-    density ``p = D (n.h) / (4 v.h)``; directions below the horizon contribute 0. Same ``D`` (exact),
-    ``G`` (Schlick-GGX, ``k = alpha / 2``) and ``F`` as :func:`monte_carlo_shade`.
-    """
-    metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
+    """:func:`per_lobe_monte_carlo_shade` on independent uniform random samples (not reparameterised), for
+    verification: cosine-weighted diffuse directions, GGX half vectors from ``D (n.h)`` reflected."""
+    alpha = materials["alpha"]
     num_points, device = normals.shape[0], normals.device
     uniform = torch.rand(num_points, num_diffuse + num_specular, 2, generator=generator, dtype=normals.dtype)
     uniform = uniform.to(device)
     diffuse_dirs = diffuse_directions(normals, uniform[:, :num_diffuse, 0], 2.0 * math.pi * uniform[:, :num_diffuse, 1])
-    specular_dirs, specular_pdf = GGXMicrofacet(alpha, nero_numerics=False).sample(
-        normals, view_dirs, uniform[:, num_diffuse:]
-    )
-    diffuse_light = light(diffuse_dirs).mean(dim=1)
-    specular_radiance = light(specular_dirs)
-
-    normals_s, view_s = normals[:, None, :], view_dirs[:, None, :]
-    ggx = GGXMicrofacet(alpha[:, None, :], nero_numerics=False)
-    half_vectors = half_vector(view_s, specular_dirs)
-    n_dot_v = _dot(normals, view_dirs)[:, None, :]
-    n_dot_l = (normals_s * specular_dirs).sum(-1, keepdim=True)
-    distribution = ggx.eval((normals_s * half_vectors).sum(-1, keepdim=True))
-    geometry = ggx.G(n_dot_v, n_dot_l)
-    fresnel = ggx.fresnel(base_reflectance(metallic, albedo)[:, None, :], _dot(view_s, half_vectors))
-    light_weight = distribution * geometry / (4.0 * n_dot_v * specular_pdf[..., None])
-    light_weight = torch.where(n_dot_l > 0, light_weight, torch.zeros_like(light_weight))
-    return MonteCarloShading(
-        diffuse_color=(1.0 - metallic) * albedo * diffuse_light,
-        specular_color=(fresnel * light_weight * specular_radiance).mean(dim=1),
-        diffuse_light=diffuse_light,
-        specular_light=(light_weight * specular_radiance).mean(dim=1),
-    )
+    specular_dirs, _ = GGXMicrofacet(alpha, nero_numerics=False).sample(normals, view_dirs, uniform[:, num_diffuse:])
+    directions = torch.cat([diffuse_dirs, specular_dirs], dim=1)
+    return per_lobe_monte_carlo_shade(normals, view_dirs, materials, directions, light, num_diffuse)

@@ -34,6 +34,19 @@ def fibonacci_sample_set(num_samples: int) -> Tuple[Float[Tensor, "num_samples"]
     return u.float(), azimuth.float()
 
 
+def stratified_sample_set(num_samples: int) -> Tuple[Float[Tensor, "num_samples"], Float[Tensor, "num_samples"]]:
+    """The same golden-ratio azimuths as :func:`fibonacci_sample_set` with ``u_k = (k + 1/2) / N``: stratified uniform
+    ``u``, so the cosine-weighted and GGX lobes built from it follow their densities. (NeRO's ``u`` piles up near
+    1: its "cosine" lobe over-samples the horizon, its GGX lobe the lobe's tail.)
+
+    Returns:
+        ``u`` ``[num_samples]`` and ``azimuth`` ``[num_samples]`` (radians), float32.
+    """
+    _, azimuth = fibonacci_sample_set(num_samples)
+    u = (torch.arange(num_samples, dtype=torch.float64) + 0.5) / num_samples
+    return u.float(), azimuth
+
+
 def tangent_frame(axis: Float[Tensor, "*batch 3"]) -> Tuple[Float[Tensor, "*batch 3"], Float[Tensor, "*batch 3"]]:
     """Orthonormal ``(tangent, bitangent)`` around a unit ``axis``.
 

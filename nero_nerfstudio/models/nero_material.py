@@ -28,15 +28,21 @@ from torch.nn import Parameter
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
-from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
+from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set, stratified_sample_set
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
     material_smoothness_loss,
     neutral_light_loss,
+    saturated_as_lower_bound,
     saturation_guard,
     tangent_offsets,
 )
-from nero_nerfstudio.model_components.monte_carlo_shading import monte_carlo_shade, sample_shading_directions
+from nero_nerfstudio.model_components.monte_carlo_shading import (
+    monte_carlo_shade,
+    per_lobe_monte_carlo_shade,
+    sample_per_lobe_directions,
+    sample_shading_directions,
+)
 from nero_nerfstudio.models.nero_base import NeroModel, NeroModelConfig
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 from nero_nerfstudio.utils.color import linear_to_srgb
@@ -67,6 +73,16 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Diffuse light samples per shading point."""
     num_specular_samples: int = 256
     """Specular light samples per shading point."""
+    shading_normals: Literal["smooth", "face"] = "smooth"
+    """Normals the primary hits are shaded with: ``smooth`` (vertex normals interpolated across the face, as a
+    smooth-shaded mesh renders) or ``face`` (NeRO's flat face normals, whose facets blur reflections)."""
+    estimator: Literal["per_lobe", "nero"] = "per_lobe"
+    """Monte-Carlo shading: ``per_lobe`` (each lobe from its own samples, exact GGX sampling and densities) or
+    ``nero`` (NeRO's estimator: specular directions around the mirror direction, weighted by another density, and
+    the specular lobe counted again by the diffuse samples)."""
+    sample_set: Literal["stratified", "nero"] = "stratified"
+    """Light-sample ``u`` values: ``stratified`` (uniform, so each lobe follows its density) or ``nero`` (NeRO's
+    Fibonacci set, which over-samples grazing diffuse directions and the GGX tail)."""
     material_field: MaterialFieldConfig = field(default_factory=MaterialFieldConfig)
     """Material network."""
     light_hidden_dim: int = 256
@@ -83,6 +99,11 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Weight of the neutral (grey) diffuse-light regulariser."""
     miss_depth: float = 10.0
     """Depth output of rays that miss the mesh (NeRO's tracer reports 10)."""
+    background_light_mult: float = 1.0
+    """Weight of the background loss: the outer light along a training ray that misses the mesh must match its pixel
+    (the environment seen directly; needs the datamanager's background rays). 0: NeRO's hit pixels only."""
+    saturated_pixels_as_lower_bound: bool = True
+    """Clipped (white) 8-bit pixels only ask for a colour of at least 1 (False: NeRO's loss pulls it to exactly 1)."""
 
     def __post_init__(self) -> None:
         # Absolute, so that the saved config.yml still finds the mesh from another working directory.
@@ -118,8 +139,9 @@ class NeroMaterialModel(NeroModel):
         self.lights = StageTwoLights(
             self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
         )
-        diffuse_u, diffuse_azimuth = fibonacci_sample_set(config.num_diffuse_samples)
-        specular_u, specular_azimuth = fibonacci_sample_set(config.num_specular_samples)
+        sample_set = stratified_sample_set if config.sample_set == "stratified" else fibonacci_sample_set
+        diffuse_u, diffuse_azimuth = sample_set(config.num_diffuse_samples)
+        specular_u, specular_azimuth = sample_set(config.num_specular_samples)
         # Fixed sample sets, rebuilt on construction (not part of checkpoints).
         self.register_buffer("diffuse_u", diffuse_u, persistent=False)
         self.register_buffer("diffuse_azimuth", diffuse_azimuth, persistent=False)
@@ -174,12 +196,18 @@ class NeroMaterialModel(NeroModel):
         metadata = ray_bundle.metadata or {}
         if NeroKey.HIT_POINTS in metadata:
             points = metadata[NeroKey.HIT_POINTS]
-            hit_mask = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
-            return hit_mask, points, metadata[NeroKey.HIT_NORMALS], metadata[NeroKey.HIT_DEPTH]
+            all_hit = torch.ones_like(points[:, :1], dtype=torch.bool)
+            hit_mask = metadata.get(NeroKey.HIT_MASK, all_hit)[:, 0]
+            depth = torch.where(hit_mask[:, None], metadata[NeroKey.HIT_DEPTH], self.config.miss_depth)
+            smooth = self.config.shading_normals == "smooth" and NeroKey.HIT_SMOOTH_NORMALS in metadata
+            normals = metadata[NeroKey.HIT_SMOOTH_NORMALS if smooth else NeroKey.HIT_NORMALS]
+            return hit_mask, points, normals, depth
         with torch.no_grad():
             hits = self.ray_caster.cast(ray_bundle.origins, ray_bundle.directions)
+            smooth = self.config.shading_normals == "smooth"
+            normals = self.ray_caster.smooth_normals(hits) if smooth else hits.face_normals
         depth = torch.where(hits.hit_mask, hits.depth, torch.full_like(hits.depth, self.config.miss_depth))
-        return hits.hit_mask, hits.points, hits.face_normals, depth[:, None]
+        return hits.hit_mask, hits.points, normals, depth[:, None]
 
     def shade(
         self,
@@ -193,7 +221,8 @@ class NeroMaterialModel(NeroModel):
         azimuth_offsets = None
         if self.training:
             azimuth_offsets = 2.0 * math.pi * torch.rand(points.shape[0], 2, device=points.device)
-        directions = sample_shading_directions(
+        per_lobe = self.config.estimator == "per_lobe"
+        directions = (sample_per_lobe_directions if per_lobe else sample_shading_directions)(
             normals,
             view_dirs,
             materials["alpha"],
@@ -202,7 +231,7 @@ class NeroMaterialModel(NeroModel):
             azimuth_offsets,
         )
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
-        shading = monte_carlo_shade(
+        shading = (per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade)(
             normals, view_dirs, materials, directions, radiance, self.config.num_diffuse_samples
         )
         rgb = linear_to_srgb(shading.color)
@@ -221,6 +250,25 @@ class NeroMaterialModel(NeroModel):
             "diffuse_light": display(shading.diffuse_light),
             "specular_light": display(shading.specular_light),
         }
+
+    def background_rgb(
+        self, origins: Float[Tensor, "num_rays 3"], directions: Float[Tensor, "num_rays 3"]
+    ) -> Tuple[Float[Tensor, "num_rays 3"], Float[Tensor, "num_rays"]]:
+        """The outer light seen straight along camera rays (sRGB, unclamped), and which rays it is defined for.
+
+        A distant (``direction``) light is defined everywhere. A ``sphere_direction`` light is the radiance entering
+        the unit sphere, so only rays through the sphere see it; it is read at the chord's middle, whose sphere exit
+        point along the ray is where the ray leaves the sphere.
+        """
+        directions = torch.nn.functional.normalize(directions, dim=-1)
+        chord_middle = origins - (origins * directions).sum(-1, keepdim=True) * directions
+        valid = torch.ones_like(directions[:, 0], dtype=torch.bool)
+        if self.outer_light_type == "sphere_direction":
+            valid = chord_middle.norm(dim=-1) < 1.0
+        rgb = directions.new_zeros(directions.shape)
+        rows = valid.nonzero(as_tuple=True)[0]
+        rgb = rgb.index_put((rows,), linear_to_srgb(self.lights.outer_light(chord_middle[rows], directions[rows])))
+        return rgb, valid
 
     def sample_and_forward_field(self, ray_bundle: RayBundle) -> Dict[str, Any]:
         """Each ray's one sample, its primary hit on the mesh, and the materials and shading there.
@@ -266,6 +314,12 @@ class NeroMaterialModel(NeroModel):
         outputs[NeroKey.HIT_MASK] = hit_float
         outputs["accumulation"] = hit_float
         outputs["depth"] = samples["depth"]
+        if self.training and self.config.background_light_mult > 0:
+            # Only the datamanager's background rays: eval and viewer rays keep NeRO's black misses.
+            miss = ~samples["hit_mask"]
+            rgb, valid = self.background_rgb(ray_bundle.origins[miss], ray_bundle.directions[miss])
+            outputs["background_rows"] = miss.nonzero(as_tuple=True)[0][valid]
+            outputs["background_rgb"] = rgb[valid]
         if self.training:
             outputs[NeroKey.MATERIAL_SAMPLES] = {
                 "points": samples["points"],
@@ -293,6 +347,8 @@ class NeroMaterialModel(NeroModel):
         image = self.batch_image(batch, self.device)
         hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
         rgb = outputs["rgb"]
+        if config.saturated_pixels_as_lower_bound:
+            rgb = saturated_as_lower_bound(rgb, image)
         losses = {
             "rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps)
             if bool(hit.any())
@@ -300,6 +356,14 @@ class NeroMaterialModel(NeroModel):
         }
         if not self.training:
             return losses
+        if "background_rows" in outputs and len(outputs["background_rows"]):
+            background = image[outputs["background_rows"]]
+            background_rgb = outputs["background_rgb"]
+            if config.saturated_pixels_as_lower_bound:
+                background_rgb = saturated_as_lower_bound(background_rgb, background)
+            losses["background_loss"] = config.background_light_mult * charbonnier_rgb_loss(
+                background_rgb, background, config.rgb_loss_eps
+            )
         samples = outputs[NeroKey.MATERIAL_SAMPLES]
         offsets = tangent_offsets(samples["normals"], config.material_smoothness_std)
         perturbed = self.material_field(samples["points"] + offsets)

@@ -78,6 +78,23 @@ def miss_filled_hits(
     )
 
 
+def barycentric_coordinates(
+    points: Float[Tensor, "num_points 3"], corners: Float[Tensor, "num_points 3 3"]
+) -> Float[Tensor, "num_points 3"]:
+    """Barycentric weights of ``points`` in their triangles ``corners`` (the points' projection on the plane),
+    clamped to ``[0, 1]`` and summing to 1; a degenerate triangle gives its first corner."""
+    edge_1, edge_2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    offset = points - corners[:, 0]
+    d11, d12, d22 = (edge_1 * edge_1).sum(-1), (edge_1 * edge_2).sum(-1), (edge_2 * edge_2).sum(-1)
+    d1p, d2p = (edge_1 * offset).sum(-1), (edge_2 * offset).sum(-1)
+    denominator = d11 * d22 - d12 * d12
+    safe = torch.where(denominator.abs() > 1e-20, denominator, torch.ones_like(denominator))
+    v = torch.where(denominator.abs() > 1e-20, (d22 * d1p - d12 * d2p) / safe, torch.zeros_like(safe))
+    w = torch.where(denominator.abs() > 1e-20, (d11 * d2p - d12 * d1p) / safe, torch.zeros_like(safe))
+    weights = torch.stack([1.0 - v - w, v, w], dim=-1).clamp(0.0, 1.0)
+    return weights / weights.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
 def normalize_directions(directions: Tensor) -> Tensor:
     """Unit directions ``[num_rays, 3]``; zero-length directions raise."""
     lengths = directions.norm(dim=-1, keepdim=True)
@@ -118,6 +135,15 @@ class MeshRayCaster(ABC):
         # Degenerate faces keep a zero normal.
         self.face_normals: np.ndarray = (normals / np.where(lengths > 0, lengths, 1.0)).astype(np.float32)
         """``[num_faces, 3]`` float32 unit outward normals."""
+        # Area-weighted (the cross products' lengths are twice the areas), as most renderers smooth-shade.
+        vertex_normals = np.zeros_like(vertices_np)
+        for corner in range(3):
+            np.add.at(vertex_normals, faces_np[:, corner], normals)
+        vertex_lengths = np.linalg.norm(vertex_normals, axis=-1, keepdims=True)
+        self.vertex_normals: np.ndarray = (vertex_normals / np.where(vertex_lengths > 0, vertex_lengths, 1.0)).astype(
+            np.float32
+        )
+        """``[num_vertices, 3]`` float32 unit area-weighted vertex normals (zero on unused vertices)."""
         self.device = torch.device(device)
         """Where the backend traces."""
 
@@ -127,6 +153,20 @@ class MeshRayCaster(ABC):
         Outputs are float32 on the device of ``origins``.
         """
         return self._cast_unit_rays(*self._unit_rays(origins, directions)).to(origins.device)
+
+    def smooth_normals(self, hits: RayHits) -> Float[Tensor, "num_rays 3"]:
+        """Vertex normals interpolated at the hits (barycentric), unit and outward: the normal a smooth-shaded
+        render of the mesh uses. The flat face normal where the hit's face is unknown (``face_ids`` -1, e.g. the
+        CUDA backend) or the interpolation degenerates; zero for misses."""
+        known = hits.hit_mask & (hits.face_ids >= 0)
+        face_ids = hits.face_ids.clamp_min(0).cpu()
+        corners = torch.from_numpy(self.vertices)[torch.from_numpy(self.faces)[face_ids]].to(hits.points)  # [N, 3, 3]
+        weights = barycentric_coordinates(hits.points, corners)
+        vertex_normals = torch.from_numpy(self.vertex_normals)[torch.from_numpy(self.faces)[face_ids]].to(hits.points)
+        blended = (weights[..., None] * vertex_normals).sum(dim=1)
+        length = blended.norm(dim=-1, keepdim=True)
+        usable = known[:, None] & (length > 1e-6)
+        return torch.where(usable, blended / length.clamp_min(1e-6), hits.face_normals)
 
     def occluded(
         self,

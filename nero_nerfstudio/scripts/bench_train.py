@@ -5,7 +5,8 @@
 (``scripts/stages.py``; a child process, so the run's peak memory is its own, sampled by the parent from ``/proc``)
 and reads back the ``TrainResult`` JSON it writes. Step times and losses come from a ``StepTimer``
 (``engine/step_timer.py``), a pair of nerfstudio training callbacks. ``benchmarks/bench_shape.py`` shares
-``quiet_trainer_config``, ``start_trainer``, ``training_progress`` and ``machine_description``.
+``quiet_trainer_config``, ``start_trainer``, ``training_progress`` and ``machine_description``; every benchmark's report
+starts with ``report_header``, and ``replace_section`` lets two benchmarks write parts of one report.
 
 Kinds of run:
 
@@ -28,6 +29,7 @@ import copy
 import json
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -234,6 +236,26 @@ def report_header(
     if command is not None:
         lines += ["## Command", "", "```bash", command, "```", ""]
     return lines + ["## Machine", "", *[f"* {key}: {value}" for key, value in machine_description().items()], ""]
+
+
+def replace_section(text: str, name: str, content: str) -> str:
+    """``text`` (markdown) with its section ``name``, the lines from ``<!-- begin: NAME -->`` to ``<!-- end: NAME -->``,
+    holding ``content`` instead; appended at the end (after a blank line) where ``text`` has no such section.
+
+    Lets two benchmarks write one report: each rewrites its own section and keeps the rest of the text."""
+    begin, end = f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
+    body = content.strip("\n")
+    block = f"{begin}\n{body}\n{end}"
+    pattern = re.compile(rf"^{re.escape(begin)}$.*?^{re.escape(end)}$", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text, count=1)
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
+
+
+def marked_sections(text: str) -> Dict[str, str]:
+    """The content of each marked section of ``text`` (see ``replace_section``), by name, in order."""
+    pattern = re.compile(r"^<!-- begin: (\S+) -->\n(.*?)^<!-- end: \1 -->$", re.DOTALL | re.MULTILINE)
+    return {match.group(1): match.group(2).rstrip("\n") for match in pattern.finditer(text)}
 
 
 def machine_description() -> Dict[str, str]:

@@ -3,7 +3,6 @@ figures from the measured curves; its measured runner is tested in tests/scripts
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -15,17 +14,6 @@ import pytest
 from PIL import Image
 
 BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def bench_pipeline():
-    """``benchmarks/bench_pipeline.py`` as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCHMARK_DIR / "bench_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_pipeline"] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_pipeline"]
 
 
 # [steps, training seconds, Chamfer]: no surface at the start, then falling.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nero_nerfstudio.fields.material_field import (
@@ -71,3 +72,14 @@ def test_materials_vary_with_position_and_train():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.2 * first
+
+
+def test_initial_roughness_sets_where_the_roughness_head_starts():
+    torch.manual_seed(0)
+    points = torch.rand(200, 3) - 0.5
+    for roughness in (0.1, 0.3, 0.8):
+        field = MaterialFieldConfig(hidden_dim=32, initial_roughness=roughness).setup()
+        started = perceptual_roughness(field(points)["alpha"])
+        assert abs(float(started.median()) - roughness) < 0.1 * roughness + 0.02
+    with pytest.raises(ValueError, match="initial roughness"):
+        MaterialFieldConfig(initial_roughness=1.2).setup()

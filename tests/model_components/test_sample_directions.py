@@ -9,7 +9,12 @@ import pytest
 import torch
 from scipy import stats
 
-from nero_nerfstudio.model_components.sample_directions import diffuse_directions, fibonacci_sample_set, tangent_frame
+from nero_nerfstudio.model_components.sample_directions import (
+    diffuse_directions,
+    fibonacci_sample_set,
+    stratified_sample_set,
+    tangent_frame,
+)
 
 
 def _unit(vectors: np.ndarray) -> torch.Tensor:
@@ -42,6 +47,15 @@ def test_fibonacci_diffuse_set_is_only_roughly_cosine_weighted() -> None:
     normal = _unit([[0.0, 0.0, 1.0]]).float()
     cosines = diffuse_directions(normal, u, azimuth)[0, :, 2].double().numpy()
     assert stats.kstest(cosines**2, "uniform").statistic == pytest.approx(0.2105, abs=0.005)
+
+
+def test_stratified_set_is_cosine_weighted_with_nero_azimuths() -> None:
+    u, azimuth = stratified_sample_set(512)
+    assert u.dtype == torch.float32 and torch.equal(azimuth, fibonacci_sample_set(512)[1])
+    normal = _unit([[0.0, 0.0, 1.0]]).float()
+    cosines = diffuse_directions(normal, u, azimuth)[0, :, 2].double().numpy()
+    assert stats.kstest(cosines**2, "uniform").statistic < 1.5 / 512
+    assert cosines.mean() == pytest.approx(2.0 / 3.0, abs=1e-3)
 
 
 def test_fibonacci_sample_set_formula() -> None:

@@ -16,7 +16,13 @@ from nerfstudio.data.scene_box import SceneBox
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
-from nero_nerfstudio.model_components.losses import neutral_light_loss, saturation_guard, tangent_offsets
+from nero_nerfstudio.model_components.losses import (
+    neutral_light_loss,
+    saturated_as_lower_bound,
+    saturation_guard,
+    tangent_offsets,
+)
+from nero_nerfstudio.utils.color import linear_to_srgb
 from nero_nerfstudio.models.nero_material import NeroMaterialModel, NeroMaterialModelConfig, resolve_outer_light
 
 SPHERE_RADIUS = 0.5
@@ -127,7 +133,13 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
     bundle = rays_towards_the_sphere()
     outputs = model(bundle)
     losses = model.get_loss_dict(outputs, {"image": torch.rand(3, 3)})
-    assert set(losses) == {"rgb_loss", "material_smoothness_loss", "neutral_light_loss", "saturation_loss"}
+    assert set(losses) == {
+        "rgb_loss",
+        "background_loss",
+        "material_smoothness_loss",
+        "neutral_light_loss",
+        "saturation_loss",
+    }
     assert all(torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
     groups = model.get_param_groups()
@@ -142,6 +154,60 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
     model.eval()
     with torch.no_grad():
         assert set(model.get_loss_dict(model(bundle), {"image": torch.rand(3, 3)})) == {"rgb_loss"}
+
+
+def test_training_rays_that_miss_teach_the_outer_light_their_pixel(model: NeroMaterialModel):
+    model.train()
+    bundle = rays_towards_the_sphere()
+    outputs = model(bundle)
+    # The third ray misses: its pixel is the environment straight along it (sRGB of the outer light).
+    assert outputs["background_rows"].tolist() == [2]
+    with torch.no_grad():
+        expected = linear_to_srgb(model.lights.outer_light(bundle.origins[2:], bundle.directions[2:]))
+    torch.testing.assert_close(outputs["background_rgb"].detach(), expected)
+    image = torch.rand(3, 3)
+    loss = model.get_loss_dict(outputs, {"image": image})["background_loss"]
+    assert loss > 0
+    model.zero_grad()
+    loss.backward()
+    assert model.lights.outer_light.mlp.layers[-1].bias.grad.abs().sum() > 0
+    assert model.material_field.albedo_head.layers[0].parametrizations.weight.original1.grad is None
+    # Switched off: NeRO's hit pixels only.
+    off = make_model(model.config.mesh_path, background_light_mult=0.0).train()
+    assert "background_loss" not in off.get_loss_dict(off(bundle), {"image": image})
+
+
+def test_a_position_dependent_light_sees_only_rays_through_the_unit_sphere(sphere_mesh: Path):
+    model = make_model(sphere_mesh, {"dataset_format": "custom"}).train()
+    assert model.outer_light_type == "sphere_direction"
+    origins = torch.tensor([[0.9, 0.0, 3.0], [1.5, 0.0, 3.0]])
+    directions = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
+    rgb, valid = model.background_rgb(origins, directions)
+    assert valid.tolist() == [True, False] and torch.all(rgb[1] == 0) and torch.all(rgb[0] > 0)
+
+
+def test_clipped_pixels_are_lower_bounds():
+    prediction = torch.tensor([[1.4, 0.5, 0.9], [1.4, 1.4, 0.2]])
+    target = torch.tensor([[1.0, 1.0, 0.5], [0.9, 254.9 / 255.0, 0.2]])
+    capped = saturated_as_lower_bound(prediction, target)
+    # Clipped channels: above 1 is as good as 1; below it still pulls up. Other channels unchanged.
+    torch.testing.assert_close(capped, torch.tensor([[1.0, 0.5, 0.9], [1.4, 1.0, 0.2]]))
+
+
+def test_hits_are_shaded_with_smooth_normals_unless_asked_for_face_normals(sphere_mesh: Path):
+    bundle = rays_towards_the_sphere()[1:2]
+    hit_point = None
+    errors = {}
+    for kind in ("smooth", "face"):
+        model = make_model(sphere_mesh, shading_normals=kind).eval()
+        with torch.no_grad():
+            outputs = model(bundle)
+        depth = outputs["depth"][0, 0]
+        hit_point = bundle.origins[0] + depth * bundle.directions[0]
+        radial = hit_point / hit_point.norm()
+        errors[kind] = float(torch.acos((outputs["normal"][0] * radial).sum().clamp(-1, 1)))
+    # The icosphere's facets tilt face normals by degrees; interpolated vertex normals follow the sphere.
+    assert errors["smooth"] < 0.5 * errors["face"]
 
 
 def test_material_fn_ranges_and_roughness_is_sqrt_alpha(model: NeroMaterialModel):
@@ -256,6 +322,17 @@ def test_method_specifications():
     assert small_model.material_field.hidden_dim == 64 and small.pipeline.datamanager.train_num_rays_per_batch == 256
     # The schedule is the paper's, compressed to the run length.
     assert small_model.saturation_reg_end == round(2000 * small.max_num_iterations / 100_000)
+    # Both presets shade with the per-lobe estimator and smooth normals, and add a quarter of background rays.
+    for config in (paper, small):
+        model_config = config.pipeline.model
+        assert (model_config.estimator, model_config.sample_set, model_config.shading_normals) == (
+            "per_lobe",
+            "stratified",
+            "smooth",
+        )
+        datamanager = config.pipeline.datamanager
+        assert datamanager.train_num_background_rays_per_batch == datamanager.train_num_rays_per_batch // 4
+        assert model_config.background_light_mult > 0 and model_config.material_field.initial_roughness == 0.5
 
 
 def test_rays_that_all_miss_render_black(model: NeroMaterialModel):

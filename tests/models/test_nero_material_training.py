@@ -20,7 +20,7 @@ from nero_nerfstudio.models.nero_material import NeroMaterialModel
 
 pytestmark = pytest.mark.slow
 
-TRAIN_STEPS = 150
+TRAIN_STEPS = 200
 TRAIN_RAYS = 256
 
 

@@ -241,3 +241,32 @@ def test_factory_and_backend_detection(monkeypatch) -> None:
     # Without CUDA the extension is never used.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert load_cuda_bvh_module() is None
+
+
+def test_smooth_normals_interpolate_vertex_normals_at_the_hit() -> None:
+    mesh = _sphere_mesh(2)
+    caster = make_ray_caster(mesh.vertices, mesh.faces, backend="open3d")
+    generator = torch.Generator().manual_seed(3)
+    centre = torch.tensor(SPHERE_CENTRE, dtype=torch.float32)
+    outward = torch.nn.functional.normalize(torch.randn(500, 3, generator=generator), dim=-1)
+    origins = centre + 3.0 * outward
+    directions = -outward + 0.3 * torch.randn(500, 3, generator=generator)
+    hits = caster.cast(origins, directions)
+    smooth = caster.smooth_normals(hits)
+    assert torch.all(smooth[~hits.hit_mask] == 0)
+    points, smooth = hits.points[hits.hit_mask], smooth[hits.hit_mask]
+    torch.testing.assert_close(smooth.norm(dim=-1), torch.ones(len(smooth)))
+    radial = torch.nn.functional.normalize(points - centre, dim=-1)
+
+    def mean_angle(normals: torch.Tensor) -> float:
+        return float(torch.rad2deg(torch.acos((normals * radial).sum(-1).clamp(-1, 1))).mean())
+
+    # On a sphere the interpolated normal follows the radius far better than the flat facets do.
+    assert mean_angle(smooth) < 1.0 < 4.0 < mean_angle(hits.face_normals[hits.hit_mask])
+    # At a vertex it is that vertex's normal; without a face id (CUDA backend) it falls back to the face normal.
+    vertex_direction = torch.from_numpy(caster.vertices[:1]) - centre
+    at_vertex = caster.cast(centre + 3.0 * vertex_direction, -vertex_direction)
+    expected = torch.from_numpy(caster.vertex_normals[0])
+    torch.testing.assert_close(caster.smooth_normals(at_vertex)[0], expected, atol=2e-3, rtol=0)
+    at_vertex.face_ids[:] = -1
+    torch.testing.assert_close(caster.smooth_normals(at_vertex), at_vertex.face_normals)

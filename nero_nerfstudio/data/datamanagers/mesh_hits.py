@@ -1,8 +1,10 @@
-"""Pixels whose primary ray hits the fixed Stage II mesh, traced once (method.md §4.1).
+"""Pixels whose primary ray hits the fixed Stage II mesh, traced once (method.md §4.1), and a sample of those that
+miss it (the environment seen past the object, §4.5).
 
-The pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal and ray
-distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
-model does not trace primary rays during training.
+The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
+interpolated vertex normal and ray distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries
+the hit (``NeroKey.HIT_*``), so the model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
+each image's missing pixels.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class MeshHitPool:
     """Hit point in the normalised frame."""
     normals: Float[Tensor, "num_hits 3"]
     """Outward unit face normal at the hit."""
+    smooth_normals: Float[Tensor, "num_hits 3"]
+    """Interpolated vertex normal at the hit (:meth:`~nero_nerfstudio.raycasting.base.MeshRayCaster.smooth_normals`)."""
     depth: Float[Tensor, "num_hits 1"]
     """Distance from the camera centre to the hit along the unit ray direction."""
 
@@ -43,21 +47,53 @@ class MeshHitPool:
         return MeshHitPool(**{item.name: getattr(self, item.name)[rows] for item in fields(self)})
 
 
+@dataclass
+class BackgroundPixels:
+    """Training pixels whose primary ray misses the mesh (CPU tensors, one row per pixel)."""
+
+    indices: Int[Tensor, "num_pixels 3"]
+    """``(camera, y, x)`` of the pixel."""
+    colors: Float[Tensor, "num_pixels 3"]
+    """Pixel colour (sRGB in [0, 1])."""
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+    def select(self, rows: Int[Tensor, "num_rows"]) -> "BackgroundPixels":
+        """The pixels restricted to ``rows``."""
+        return BackgroundPixels(self.indices[rows], self.colors[rows])
+
+
+@dataclass
+class TracedPixels:
+    """What :func:`trace_hit_pool` found."""
+
+    hits: MeshHitPool
+    background: BackgroundPixels
+    """At most ``background_per_image`` missing pixels of each image, drawn at random."""
+
+
 def trace_hit_pool(
     cameras: Cameras,
     image_loader: Callable[[int], Float[Tensor, "height width channels"]],
     ray_caster: MeshRayCaster,
     chunk_size: int = 1 << 20,
-) -> MeshHitPool:
-    """Trace every pixel ray of every camera once against the mesh and keep the hits.
+    background_per_image: int = 0,
+    seed: int = 0,
+) -> TracedPixels:
+    """Trace every pixel ray of every camera once against the mesh; keep the hits and a sample of the misses.
 
     Args:
         cameras: ``N`` training cameras (normalised frame).
         image_loader: image ``[H, W, C]`` float in [0, 1] of a camera index (only RGB is kept).
         ray_caster: caster over the mesh in the normalised frame.
         chunk_size: rays per cast call.
+        background_per_image: missing pixels kept per image (a random subset bounds the pool's memory).
+        seed: seed of the background subset.
     """
+    generator = torch.Generator().manual_seed(seed)
     parts = []
+    background_parts = []
     progress = Progress(
         TextColumn("[bold]Tracing training pixels against the mesh"),
         BarColumn(),
@@ -75,12 +111,15 @@ def trace_hit_pool(
                 raise ValueError(
                     f"image {camera_index} is {image.shape[1]}x{image.shape[0]} but its camera is {width}x{height}"
                 )
+            pixel_index = torch.arange(height * width)
             origins = bundle.origins.reshape(-1, 3).cpu()
             directions = bundle.directions.reshape(-1, 3).cpu()
             colors = image[..., :3].reshape(-1, 3).float().cpu()
+            hit_any = torch.zeros(height * width, dtype=torch.bool)
             for start in range(0, origins.shape[0], chunk_size):
                 stop = min(start + chunk_size, origins.shape[0])
                 hits = ray_caster.cast(origins[start:stop], directions[start:stop]).to("cpu")
+                hit_any[start:stop] = hits.hit_mask
                 pixels = torch.nonzero(hits.hit_mask, as_tuple=True)[0] + start
                 parts.append(
                     MeshHitPool(
@@ -90,11 +129,24 @@ def trace_hit_pool(
                         colors=colors[pixels],
                         points=hits.points[hits.hit_mask],
                         normals=hits.face_normals[hits.hit_mask],
+                        smooth_normals=ray_caster.smooth_normals(hits)[hits.hit_mask],
                         depth=hits.depth[hits.hit_mask][:, None],
                     )
                 )
+            misses = pixel_index[~hit_any]
+            misses = misses[torch.randperm(len(misses), generator=generator)[:background_per_image]]
+            background_parts.append(
+                BackgroundPixels(
+                    torch.stack([torch.full_like(misses, camera_index), misses // width, misses % width], dim=-1),
+                    colors[misses],
+                )
+            )
             progress.advance(task)
-    return MeshHitPool(**{item.name: torch.cat([getattr(p, item.name) for p in parts]) for item in fields(MeshHitPool)})
+    hits = MeshHitPool(**{item.name: torch.cat([getattr(p, item.name) for p in parts]) for item in fields(MeshHitPool)})
+    background = BackgroundPixels(
+        torch.cat([part.indices for part in background_parts]), torch.cat([part.colors for part in background_parts])
+    )
+    return TracedPixels(hits, background)
 
 
 class ShuffledBatches:
@@ -134,10 +186,20 @@ class ShuffledBatches:
         return torch.cat(taken)
 
 
-def pool_batch_metadata(pool: MeshHitPool, device: Optional[torch.device | str] = None) -> dict:
-    """The ``RayBundle.metadata`` entries of a batch of the pool."""
+def pool_batch_metadata(
+    pool: MeshHitPool, num_background: int = 0, device: Optional[torch.device | str] = None
+) -> dict:
+    """The ``RayBundle.metadata`` entries of a batch of the pool followed by ``num_background`` missing rays (zero
+    hits, ``NeroKey.HIT_MASK`` false)."""
+
+    def padded(values: Tensor) -> Tensor:
+        return torch.cat([values, values.new_zeros(num_background, values.shape[-1])]).to(device)
+
+    hit_mask = torch.cat([torch.ones(len(pool), 1, dtype=torch.bool), torch.zeros(num_background, 1, dtype=torch.bool)])
     return {
-        NeroKey.HIT_POINTS: pool.points.to(device),
-        NeroKey.HIT_NORMALS: pool.normals.to(device),
-        NeroKey.HIT_DEPTH: pool.depth.to(device),
+        NeroKey.HIT_POINTS: padded(pool.points),
+        NeroKey.HIT_NORMALS: padded(pool.normals),
+        NeroKey.HIT_SMOOTH_NORMALS: padded(pool.smooth_normals),
+        NeroKey.HIT_DEPTH: padded(pool.depth),
+        NeroKey.HIT_MASK: hit_mask.to(device),
     }

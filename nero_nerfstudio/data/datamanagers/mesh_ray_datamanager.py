@@ -1,7 +1,9 @@
-"""Training rays of Stage II: only pixels whose primary ray hits the fixed mesh (method.md §4.1).
+"""Training rays of Stage II: pixels whose primary ray hits the fixed mesh (method.md §4.1), and a few that miss it.
 
 At setup every training pixel is traced once against the mesh; training batches are drawn from the hitting pixels
-(reshuffled when used up) and carry their hit in ``RayBundle.metadata`` (:mod:`.mesh_hits`). Evaluation batches and
+(reshuffled when used up) and carry their hit in ``RayBundle.metadata`` (:mod:`.mesh_hits`). With
+``train_num_background_rays_per_batch`` > 0, each batch ends with that many pixels that miss the mesh (drawn from a
+random subset of each image's), which show the environment directly (§4.5). Evaluation batches and
 images are nerfstudio's usual ones: the model traces those rays itself.
 
 The mesh has one owner, the model (``nero-material``'s ``--pipeline.model.mesh-path``): it loads the mesh and builds
@@ -26,7 +28,13 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.keys import NeroKey
-from nero_nerfstudio.data.datamanagers.mesh_hits import MeshHitPool, ShuffledBatches, pool_batch_metadata, trace_hit_pool
+from nero_nerfstudio.data.datamanagers.mesh_hits import (
+    BackgroundPixels,
+    MeshHitPool,
+    ShuffledBatches,
+    pool_batch_metadata,
+    trace_hit_pool,
+)
 from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
@@ -37,6 +45,11 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
 
     _target: Type = field(default_factory=lambda: MeshRayDataManager)
     train_num_rays_per_batch: int = 512
+    """Pixels that hit the mesh per batch."""
+    train_num_background_rays_per_batch: int = 0
+    """Pixels that miss the mesh per batch, after the hitting ones (0: none, NeRO's batches)."""
+    background_pixels_per_image: int = 4096
+    """Missing pixels kept per training image for those batches (a random subset, to bound memory)."""
     trace_chunk_size: int = 1 << 20
     """Primary rays per cast call while building the pool."""
 
@@ -47,7 +60,10 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
     config: MeshRayDataManagerConfig
     hit_pool: Optional[MeshHitPool] = None
     """The hitting pixels, once traced."""
+    background_pool: Optional[BackgroundPixels] = None
+    """The kept missing pixels, once traced."""
     _batches: Optional[ShuffledBatches] = None
+    _background_batches: Optional[ShuffledBatches] = None
 
     def create_train_dataset(self) -> NeroDataset:
         transform = self.train_dataparser_outputs.dataparser_transform
@@ -60,21 +76,28 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         are read once then, not cached by a dataloader)."""
         self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
         self.hit_pool = None
+        self.background_pool = None
         self._batches = None
+        self._background_batches = None
 
     def build_hit_pool(self, ray_caster: MeshRayCaster, mesh_name: Optional[Path] = None) -> MeshHitPool:
-        """Trace every training pixel against ``ray_caster``'s mesh (normalised frame) and keep the hits.
+        """Trace every training pixel against ``ray_caster``'s mesh (normalised frame); keep the hits, and a sample of
+        the misses when batches take some.
 
         Raises:
             NeroDataError: no pixel hits the mesh (named by ``mesh_name``).
         """
         CONSOLE.print("Tracing every training pixel against the mesh...")
-        pool = trace_hit_pool(
+        config = self.config
+        background_per_image = config.background_pixels_per_image if config.train_num_background_rays_per_batch else 0
+        traced = trace_hit_pool(
             self.train_dataset.cameras,
             self.train_dataset.get_image_float32,
             ray_caster,
-            chunk_size=self.config.trace_chunk_size,
+            chunk_size=config.trace_chunk_size,
+            background_per_image=background_per_image,
         )
+        pool = traced.hits
         if len(pool) == 0:
             raise NeroDataError(
                 mesh_name or "mesh",
@@ -85,6 +108,8 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         CONSOLE.print(f"{len(pool)} of {num_pixels} training pixels hit the mesh.")
         self.hit_pool = pool
         self._batches = ShuffledBatches(len(pool))
+        self.background_pool = traced.background
+        self._background_batches = ShuffledBatches(len(traced.background)) if len(traced.background) else None
         return pool
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
@@ -102,16 +127,26 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
         return []
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
-        """``train_num_rays_per_batch`` hitting pixels: rays with their hits in ``metadata``, and
-        ``{"image" [N, 3], "indices" [N, 3]}``."""
+        """``train_num_rays_per_batch`` hitting pixels then ``train_num_background_rays_per_batch`` missing ones: rays
+        with their hits in ``metadata`` (``NeroKey.HIT_MASK`` tells which), and ``{"image" [N, 3], "indices" [N, 3]}``.
+        """
         if self.hit_pool is None or self._batches is None:
             raise RuntimeError("MeshRayDataManager.next_train before the mesh was traced (no mesh given yet)")
         self.train_count += 1
         batch_pool = self.hit_pool.select(self._batches.next(self.config.train_num_rays_per_batch))
-        ray_indices = batch_pool.indices.to(self.device)
+        indices, colors = [batch_pool.indices], [batch_pool.colors]
+        num_background = 0
+        if self.background_pool is not None and self._background_batches is not None:
+            background = self.background_pool.select(
+                self._background_batches.next(self.config.train_num_background_rays_per_batch)
+            )
+            indices.append(background.indices)
+            colors.append(background.colors)
+            num_background = len(background)
+        ray_indices = torch.cat(indices).to(self.device)
         ray_bundle = self.train_ray_generator(ray_indices)
-        ray_bundle.metadata.update(pool_batch_metadata(batch_pool, self.device))
-        return ray_bundle, {"image": batch_pool.colors.to(self.device), "indices": ray_indices}
+        ray_bundle.metadata.update(pool_batch_metadata(batch_pool, num_background, self.device))
+        return ray_bundle, {"image": torch.cat(colors).to(self.device), "indices": ray_indices}
 
     def get_train_rays_per_batch(self) -> int:
-        return self.config.train_num_rays_per_batch
+        return self.config.train_num_rays_per_batch + self.config.train_num_background_rays_per_batch

@@ -42,12 +42,16 @@ def box_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def make_datamanager(scene: Path, mesh_path, scale: float = 1.0, rays: int = 64) -> MeshRayDataManager:
+def make_datamanager(
+    scene: Path, mesh_path, scale: float = 1.0, rays: int = 64, background_rays: int = 0
+) -> MeshRayDataManager:
     """A datamanager whose pool is traced against ``mesh_path`` (dataset frame) the way the model's mesh is, or
     with no pool yet when ``mesh_path`` is None."""
     config = MeshRayDataManagerConfig(
         dataparser=NeroSyntheticDataParserConfig(data=scene, scale_factor=scale),
         train_num_rays_per_batch=rays,
+        train_num_background_rays_per_batch=background_rays,
+        background_pixels_per_image=100,
         eval_num_rays_per_batch=rays,
     )
     datamanager = config.setup(device="cpu")
@@ -109,6 +113,31 @@ def test_pool_rows_carry_the_hit_and_the_pixel_colour(datamanager: MeshRayDataMa
         assert torch.isclose(pool.depth[row, 0], (pool.points[row] - origin).norm(), atol=1e-5)
         image = datamanager.train_dataset.get_image_float32(camera_index)
         assert torch.allclose(pool.colors[row], image[y, x, :3])
+
+
+def test_background_rays_follow_the_hits_and_miss_the_box(box_scene: Path):
+    datamanager = make_datamanager(box_scene, box_scene / "mesh.ply", background_rays=16)
+    background = datamanager.background_pool
+    # At most 100 kept per image, all of them missing pixels with their colours.
+    assert 0 < len(background) <= 4 * 100
+    hit_pixels = {tuple(row) for row in datamanager.hit_pool.indices.tolist()}
+    assert not hit_pixels & {tuple(row) for row in background.indices.tolist()}
+    cameras = datamanager.train_dataset.cameras
+    for row in range(0, len(background), 17):
+        camera_index, y, x = background.indices[row].tolist()
+        bundle = cameras.generate_rays(camera_indices=camera_index, keep_shape=True)
+        t_in, t_out = slab_intersections(bundle.origins[y, x], bundle.directions[y, x], BOX_HALF_SIZE)
+        assert t_out < t_in + 1e-3
+        image = datamanager.train_dataset.get_image_float32(camera_index)
+        assert torch.allclose(background.colors[row], image[y, x, :3])
+
+    bundle, batch = datamanager.next_train(0)
+    assert bundle.origins.shape == (64 + 16, 3) and batch["image"].shape == (64 + 16, 3)
+    assert datamanager.get_train_rays_per_batch() == 64 + 16
+    hit_mask = bundle.metadata[NeroKey.HIT_MASK]
+    assert hit_mask.shape == (80, 1) and hit_mask[:64].all() and not hit_mask[64:].any()
+    t_in, t_out = slab_intersections(bundle.origins, bundle.directions, BOX_HALF_SIZE)
+    assert bool((t_out[64:] < t_in[64:] + 1e-3).all()) and bool((t_out[:64] > t_in[:64] - 1e-3).all())
 
 
 def test_next_train_serves_hit_rays_with_their_metadata(datamanager: MeshRayDataManager):
