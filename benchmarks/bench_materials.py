@@ -97,6 +97,9 @@ class BenchMaterialsConfig:
     """Cycles samples per pixel of the renders (denoised)."""
     material_steps: int = 3000
     """Stage II steps (the small preset's own count; its schedule is rescaled to other counts)."""
+    material_overrides: Tuple[str, ...] = ()
+    """Stage II trainer settings as ``dotted.field=value`` (e.g. ``pipeline.model.estimator=nero``): sweep a variant
+    of the method (in its own ``--output-dir``)."""
     relight_environment: str = "forest"
     """Environment of the relit images (not a training environment)."""
     relight_views: int = 4
@@ -166,6 +169,7 @@ def pipeline_config(config: BenchMaterialsConfig) -> BenchPipelineConfig:
         num_views=config.num_views,
         render_samples=config.render_samples,
         material_steps=config.material_steps,
+        material_overrides=config.material_overrides,
         relight_environment=config.relight_environment,
         relight_views=config.relight_views,
         relight_samples=config.relight_samples,
@@ -288,6 +292,8 @@ def setup_lines(config: BenchMaterialsConfig, scenes: Sequence[SceneSpec]) -> Li
     environments = dict.fromkeys(scene.environment for scene in scenes)
     notes = ", ".join(f"{e} ({ENVIRONMENT_NOTES[e]})" for e in environments if e in ENVIRONMENT_NOTES)
     preset = "nero-material (paper)" if config.full else "nero-material-small"
+    overrides = ", ".join(f"`{override}`" for override in config.material_overrides)
+    overridden = f" with {overrides}" if overrides else ""
     return [
         "## Setup",
         "",
@@ -296,7 +302,8 @@ def setup_lines(config: BenchMaterialsConfig, scenes: Sequence[SceneSpec]) -> Li
         + (f" Environments: {notes}." if notes else ""),
         f"* Renders: `nero-render-scene` GlossySynthetic layout, {config.num_views} views, {config.render_samples} "
         f"spp, denoised; NeRO's test ids below {config.num_views} held out (`--split-mode test`).",
-        f"* Stage II: `{preset}`, schedule rescaled to {config.material_steps} steps, on the scene's ground-truth mesh "
+        f"* Stage II: `{preset}`{overridden}, schedule rescaled to {config.material_steps} steps, on the scene's "
+        "ground-truth mesh "
         "(so the errors are the material stage's own). `nero-eval materials`: mean absolute errors over the mesh "
         "vertices some camera sees (roughness is Blender's perceptual roughness; albedo linear); the predicted "
         "metallic, roughness and albedo are means over the same vertices.",

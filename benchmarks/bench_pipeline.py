@@ -150,6 +150,9 @@ class BenchPipelineConfig:
     shape_rays: int = 512
     material_steps: int = 3000
     """Stage II steps (the small preset's own count; its schedule is rescaled to other counts)."""
+    material_overrides: Tuple[str, ...] = ()
+    """Stage II trainer settings as ``dotted.field=value`` (e.g. ``pipeline.model.estimator=nero``), to compare a
+    variant of the method on the same scenes."""
     mesh_resolution: int = 192
     """Marching-cubes grid of the exported meshes."""
     curve_points: int = 5
@@ -389,6 +392,7 @@ class Bench:
             full=config.full,
             mesh_path=str(mesh_path),
             panel_path=str(work / f"material_panel_{name}.png"),
+            overrides=list(config.material_overrides),
         )
         training = self.train(job, "material_train", "material training", spec)
         materials = work / f"materials_{name}"
@@ -1042,9 +1046,14 @@ def check_settings(config: Any, ignored: Collection[str] = RUN_CHOICES, writer: 
     """Finished stages are reused only under the settings that made them: refuse an output folder
     (``config.output_dir``) made otherwise. ``ignored``: the settings that do not change a finished stage."""
     settings_path = config.output_dir / "settings.json"
-    settings = {k: v for k, v in json.loads(json.dumps(asdict(config), default=str)).items() if k not in ignored}
+
+    def comparable(values: Any) -> Dict[str, Any]:
+        return {k: v for k, v in json.loads(json.dumps(asdict(values), default=str)).items() if k not in ignored}
+
+    settings = comparable(config)
     if settings_path.is_file():
-        previous = json.loads(settings_path.read_text())
+        # A setting newer than the folder's settings file held its default there.
+        previous = {**comparable(type(config)()), **json.loads(settings_path.read_text())}
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         if changed:
             raise SystemExit(

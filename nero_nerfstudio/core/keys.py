@@ -42,6 +42,8 @@ class NeroKey(StrEnum):
     """``[num_rays, 3]`` interpolated vertex normals at the hits."""
     HIT_DEPTH = "hit_depth"
     """``[num_rays, 1]`` distance from the ray origin to the hit (0 on a background ray)."""
+    HIT_NORMAL_VARIANCE = "hit_normal_variance"
+    """``[num_rays, 1]`` spread of the normals over the pixel's footprint (0 when not measured)."""
 
     # Model outputs beyond nerfstudio's rgb / accumulation / depth ---------------------------------------------------
     NORMAL = "normal"

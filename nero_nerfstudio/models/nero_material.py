@@ -29,6 +29,7 @@ from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
 from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set, stratified_sample_set
+from nero_nerfstudio.model_components.pixel_footprint import footprint_alpha
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
     material_smoothness_loss,
@@ -192,7 +193,7 @@ class NeroMaterialModel(NeroModel):
 
     def _primary_hits(self, ray_bundle: RayBundle) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``hit_mask [N]``, ``points [N, 3]``, ``normals [N, 3]``, ``depth [N, 1]`` (miss depth for misses):
-        from the ray metadata when the datamanager traced them, else cast here."""
+        from the ray metadata when the datamanager traced them, else cast here (through the pixel centres)."""
         metadata = ray_bundle.metadata or {}
         if NeroKey.HIT_POINTS in metadata:
             points = metadata[NeroKey.HIT_POINTS]
@@ -215,9 +216,15 @@ class NeroMaterialModel(NeroModel):
         normals: Float[Tensor, "num_points 3"],
         view_dirs: Float[Tensor, "num_points 3"],
         poses: Optional[Float[Tensor, "num_points 3 4"]],
+        normal_variance: Optional[Float[Tensor, "num_points 1"]] = None,
     ) -> Dict[str, Tensor]:
-        """Materials and Monte-Carlo shading of surface points (jittered sample azimuths in training only)."""
+        """Materials and Monte-Carlo shading of surface points (jittered sample azimuths in training only).
+
+        ``normal_variance``: spread of the normals over each point's pixel; widens the GGX lobe it is shaded with
+        (:func:`~nero_nerfstudio.model_components.pixel_footprint.footprint_alpha`), not the material's ``alpha``.
+        """
         materials = self.material_field(points)
+        pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
         azimuth_offsets = None
         if self.training:
             azimuth_offsets = 2.0 * math.pi * torch.rand(points.shape[0], 2, device=points.device)
@@ -225,14 +232,14 @@ class NeroMaterialModel(NeroModel):
         directions = (sample_per_lobe_directions if per_lobe else sample_shading_directions)(
             normals,
             view_dirs,
-            materials["alpha"],
+            pixel_materials["alpha"],
             (self.diffuse_u, self.diffuse_azimuth),
             (self.specular_u, self.specular_azimuth),
             azimuth_offsets,
         )
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
         shading = (per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade)(
-            normals, view_dirs, materials, directions, radiance, self.config.num_diffuse_samples
+            normals, view_dirs, pixel_materials, directions, radiance, self.config.num_diffuse_samples
         )
         rgb = linear_to_srgb(shading.color)
 
@@ -283,7 +290,14 @@ class NeroMaterialModel(NeroModel):
         hit_points, hit_normals = points[hit_rows], normals[hit_rows]
         view_dirs = -torch.nn.functional.normalize(ray_bundle.directions[hit_rows], dim=-1)
         poses = self.photographer_poses(ray_bundle)
-        shading = self.shade(hit_points, hit_normals, view_dirs, None if poses is None else poses[hit_rows])
+        variance = (ray_bundle.metadata or {}).get(NeroKey.HIT_NORMAL_VARIANCE)
+        shading = self.shade(
+            hit_points,
+            hit_normals,
+            view_dirs,
+            None if poses is None else poses[hit_rows],
+            None if variance is None else variance[hit_rows],
+        )
         return {
             "hit_mask": hit_mask,
             "normals": normals,

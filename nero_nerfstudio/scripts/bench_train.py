@@ -34,10 +34,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Dict, List, Literal, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
@@ -91,6 +92,8 @@ class TrainSpec:
     """Training views re-rendered for the PSNR after training."""
     panel_path: Optional[str] = None
     """PNG of the material maps of the first re-rendered view."""
+    overrides: List[str] = field(default_factory=list)
+    """``dotted.field=value`` settings of the Stage II trainer config (:func:`apply_overrides`)."""
 
     @property
     def shape_preset(self) -> StageOnePreset:
@@ -337,7 +340,34 @@ def material_trainer_config(spec: TrainSpec):
     trainer.pipeline.datamanager.data = Path(spec.scene)
     if spec.num_rays is not None:
         trainer.pipeline.datamanager.train_num_rays_per_batch = spec.num_rays
+    apply_overrides(trainer, spec.overrides)
     return _quiet(trainer, spec)
+
+
+def apply_overrides(config: Any, overrides: Sequence[str]) -> None:
+    """Set fields of a nested config from ``dotted.field=value`` strings (``pipeline.model.estimator=nero``).
+
+    Values are read as YAML scalars (numbers, ``true``/``false``, ``null``, text) and converted to the type of the
+    value they replace when that is a number.
+
+    Raises:
+        ValueError: an override without ``=``, or a field the config does not have.
+    """
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator:
+            raise ValueError(f"override {override!r} is not of the form dotted.field=value")
+        *parents, name = key.split(".")
+        target = config
+        for part in parents:
+            target = getattr(target, part, None)
+        if target is None or not hasattr(target, name):
+            raise ValueError(f"override {override!r}: the config has no field {key!r}")
+        value = yaml.safe_load(text)
+        current = getattr(target, name)
+        if isinstance(current, (int, float)) and not isinstance(current, bool) and isinstance(value, (int, float)):
+            value = type(current)(value)
+        setattr(target, name, value)
 
 
 def sdf_function(model) -> Callable[[Tensor], Tensor]:

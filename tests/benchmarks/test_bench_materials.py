@@ -3,6 +3,7 @@ and one tiny sweep end to end."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nero_nerfstudio.scripts.bench_train import marked_sections, replace_section
+from nero_nerfstudio.configs.material_configs import small_trainer_config
+from nero_nerfstudio.scripts.bench_train import apply_overrides, marked_sections, replace_section
 
 BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -128,6 +130,35 @@ def test_bench_pipeline_keeps_marked_sections_when_it_rewrites_its_report(bench_
     assert marked_sections(text) == {"material-sweep": "sweep targets"}
 
 
+def test_overrides_set_nested_trainer_fields_with_their_types():
+    trainer = small_trainer_config()
+    apply_overrides(trainer, [
+        "pipeline.model.estimator=nero", "pipeline.model.background_light_mult=0",
+        "pipeline.datamanager.pixel_footprint_samples=0", "pipeline.model.saturated_pixels_as_lower_bound=false",
+    ])  # fmt: skip
+    model = trainer.pipeline.model
+    assert model.estimator == "nero" and model.saturated_pixels_as_lower_bound is False
+    assert model.background_light_mult == 0.0 and isinstance(model.background_light_mult, float)
+    assert trainer.pipeline.datamanager.pixel_footprint_samples == 0
+    with pytest.raises(ValueError, match="no field 'pipeline.model.estimater'"):
+        apply_overrides(trainer, ["pipeline.model.estimater=nero"])
+    with pytest.raises(ValueError, match="dotted.field=value"):
+        apply_overrides(trainer, ["pipeline.model.estimator"])
+
+
+def test_a_folder_is_refused_under_other_settings_but_not_for_a_setting_it_predates(bench_materials, tmp_path: Path):
+    check_settings = bench_materials.check_settings
+    config = bench_materials.BenchMaterialsConfig(output_dir=tmp_path)
+    check_settings(config, bench_materials.SWEEP_CHOICES, "bench_materials")
+    settings = tmp_path / "settings.json"
+    older = {k: v for k, v in json.loads(settings.read_text()).items() if k != "material_overrides"}
+    settings.write_text(json.dumps(older))  # written before material_overrides existed: its default
+    check_settings(config, bench_materials.SWEEP_CHOICES, "bench_materials")
+    config.material_overrides = ("pipeline.model.estimator=nero",)
+    with pytest.raises(SystemExit, match=r"other settings \(material_overrides\)"):
+        check_settings(config, bench_materials.SWEEP_CHOICES, "bench_materials")
+
+
 @pytest.mark.slow
 def test_tiny_sweep_writes_a_report_a_picture_grid_and_its_results_section(tmp_path: Path):
     """One scene with a few steps of every stage; a rerun reuses every stage and rewrites the section in place."""
@@ -138,7 +169,7 @@ def test_tiny_sweep_writes_a_report_a_picture_grid_and_its_results_section(tmp_p
         "--results", str(results), "--summary", str(summary), "--meshes", "sphere", "--environments", "sunrise",
         "--metallic", "1", "--roughness", "0.15", "--resolutions", "24", "--num-views", "12", "--render-samples", "4",
         "--material-steps", "20", "--relight-views", "1", "--relight-samples", "4", "--texture-size", "16",
-        "--workers", "1",
+        "--workers", "1", "--material-overrides", "pipeline.model.estimator=nero",
     ]  # fmt: skip
     completed = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -157,6 +188,11 @@ def test_tiny_sweep_writes_a_report_a_picture_grid_and_its_results_section(tmp_p
         r"^\| metallic MAE <= 0\.1 \| n/a \| 0/0 \| n/a \| \d\.\d{3} \(sphere-sunrise-m1-r0\.15-24\) \| [01]/1 \| "
     )
     assert re.search(targets, report, re.MULTILINE), report
+
+    # The override reached the Stage II run, and the report says so.
+    assert "`nero-material-small` with `pipeline.model.estimator=nero`" in report
+    (run_config,) = (tmp_path / "bench").glob("**/config.yml")
+    assert "estimator: nero" in run_config.read_text()
 
     grid = np.asarray(Image.open(tmp_path / "material_sweep.png").convert("RGB"))
     assert grid.shape[0] > 100 and grid.shape[1] > 200 and grid.std() > 10

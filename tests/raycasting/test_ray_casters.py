@@ -270,3 +270,18 @@ def test_smooth_normals_interpolate_vertex_normals_at_the_hit() -> None:
     torch.testing.assert_close(caster.smooth_normals(at_vertex)[0], expected, atol=2e-3, rtol=0)
     at_vertex.face_ids[:] = -1
     torch.testing.assert_close(caster.smooth_normals(at_vertex), at_vertex.face_normals)
+
+
+def test_vertex_normals_are_angle_weighted_like_blenders() -> None:
+    """A box's corner meets each of its three faces at 90 degrees in total, but a face's two triangles may both touch
+    the corner (2 x 45 degrees, twice the area) or only one does: angle weights give every corner the exact diagonal,
+    area weights tilt it towards the faces whose diagonal ends there."""
+    box = trimesh.creation.box(extents=(2.0, 2.0, 2.0))
+    caster = make_ray_caster(box.vertices, box.faces)
+    diagonals = box.vertices / np.linalg.norm(box.vertices, axis=-1, keepdims=True)
+    assert np.allclose(caster.vertex_normals, diagonals, atol=1e-6)
+    area_weighted = np.zeros_like(box.vertices)
+    for corner in range(3):
+        np.add.at(area_weighted, box.faces[:, corner], box.face_normals * box.area_faces[:, None])
+    area_weighted /= np.linalg.norm(area_weighted, axis=-1, keepdims=True)
+    assert np.degrees(np.arccos(np.clip((area_weighted * diagonals).sum(-1), -1, 1))).max() > 5.0

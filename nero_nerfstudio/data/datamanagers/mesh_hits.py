@@ -2,8 +2,9 @@
 miss it (the environment seen past the object, §4.5).
 
 The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
-interpolated vertex normal and ray distance. Batches of it reach the model as a RayBundle whose ``metadata`` carries
-the hit (``NeroKey.HIT_*``), so the model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
+interpolated vertex normal, ray distance, and the spread of the normals over the pixel's filter footprint. Batches of
+it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the model does not trace
+primary rays during training. The background pool keeps index and colour of a random subset of
 each image's missing pixels.
 """
 
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.model_components.pixel_footprint import normal_variance
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
 
@@ -38,6 +40,9 @@ class MeshHitPool:
     """Interpolated vertex normal at the hit (:meth:`~nero_nerfstudio.raycasting.base.MeshRayCaster.smooth_normals`)."""
     depth: Float[Tensor, "num_hits 1"]
     """Distance from the camera centre to the hit along the unit ray direction."""
+    normal_variance: Float[Tensor, "num_hits 1"]
+    """Spread of the interpolated normals over the pixel's filter footprint
+    (:func:`~nero_nerfstudio.model_components.pixel_footprint.normal_variance`; 0 when not measured)."""
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -80,6 +85,7 @@ def trace_hit_pool(
     chunk_size: int = 1 << 20,
     background_per_image: int = 0,
     seed: int = 0,
+    footprint_offsets: Optional[Float[Tensor, "num_offsets 2"]] = None,
 ) -> TracedPixels:
     """Trace every pixel ray of every camera once against the mesh; keep the hits and a sample of the misses.
 
@@ -90,6 +96,8 @@ def trace_hit_pool(
         chunk_size: rays per cast call.
         background_per_image: missing pixels kept per image (a random subset bounds the pool's memory).
         seed: seed of the background subset.
+        footprint_offsets: sub-pixel offsets ``(dy, dx)`` of the rays that measure each hit's ``normal_variance``
+            (:func:`~nero_nerfstudio.model_components.pixel_footprint.pixel_filter_offsets`); none: variance 0.
     """
     generator = torch.Generator().manual_seed(seed)
     parts = []
@@ -121,6 +129,11 @@ def trace_hit_pool(
                 hits = ray_caster.cast(origins[start:stop], directions[start:stop]).to("cpu")
                 hit_any[start:stop] = hits.hit_mask
                 pixels = torch.nonzero(hits.hit_mask, as_tuple=True)[0] + start
+                variance = torch.zeros(len(pixels), 1)
+                if footprint_offsets is not None and len(pixels):
+                    variance = _footprint_normal_variance(
+                        cameras, camera_index, pixels, width, ray_caster, footprint_offsets
+                    )
                 parts.append(
                     MeshHitPool(
                         indices=torch.stack(
@@ -131,6 +144,7 @@ def trace_hit_pool(
                         normals=hits.face_normals[hits.hit_mask],
                         smooth_normals=ray_caster.smooth_normals(hits)[hits.hit_mask],
                         depth=hits.depth[hits.hit_mask][:, None],
+                        normal_variance=variance,
                     )
                 )
             misses = pixel_index[~hit_any]
@@ -147,6 +161,25 @@ def trace_hit_pool(
         torch.cat([part.indices for part in background_parts]), torch.cat([part.colors for part in background_parts])
     )
     return TracedPixels(hits, background)
+
+
+def _footprint_normal_variance(
+    cameras: Cameras,
+    camera_index: int,
+    pixels: Int[Tensor, "num_pixels"],
+    width: int,
+    ray_caster: MeshRayCaster,
+    offsets: Float[Tensor, "num_offsets 2"],
+) -> Float[Tensor, "num_pixels 1"]:
+    """Spread of the interpolated normals of rays through ``offsets`` around the centres of flat ``pixels``."""
+    centres = torch.stack([pixels // width, pixels % width], dim=-1).float() + 0.5  # (y, x)
+    normals, valid = [], []
+    for offset in offsets:
+        bundle = cameras.generate_rays(camera_indices=camera_index, coords=centres + offset)
+        hits = ray_caster.cast(bundle.origins.reshape(-1, 3).cpu(), bundle.directions.reshape(-1, 3).cpu()).to("cpu")
+        normals.append(ray_caster.smooth_normals(hits))
+        valid.append(hits.hit_mask)
+    return normal_variance(torch.stack(normals), torch.stack(valid))
 
 
 class ShuffledBatches:
@@ -201,5 +234,6 @@ def pool_batch_metadata(
         NeroKey.HIT_NORMALS: padded(pool.normals),
         NeroKey.HIT_SMOOTH_NORMALS: padded(pool.smooth_normals),
         NeroKey.HIT_DEPTH: padded(pool.depth),
+        NeroKey.HIT_NORMAL_VARIANCE: padded(pool.normal_variance),
         NeroKey.HIT_MASK: hit_mask.to(device),
     }

@@ -36,6 +36,7 @@ from nero_nerfstudio.data.datamanagers.mesh_hits import (
     trace_hit_pool,
 )
 from nero_nerfstudio.data.datasets.nero_dataset import NeroDataset
+from nero_nerfstudio.model_components.pixel_footprint import BLENDER_PIXEL_FILTER_STD, pixel_filter_offsets
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
 
@@ -52,6 +53,12 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
     """Missing pixels kept per training image for those batches (a random subset, to bound memory)."""
     trace_chunk_size: int = 1 << 20
     """Primary rays per cast call while building the pool."""
+    pixel_footprint_samples: int = 8
+    """Rays per hitting pixel, spread over its filter, that measure how much the normal turns within the pixel (the
+    model widens the pixel's GGX lobe by it, method.md §4.4). 0: NeRO's one ray through the pixel centre."""
+    pixel_filter_std: float = BLENDER_PIXEL_FILTER_STD
+    """Standard deviation (pixels) of the Gaussian pixel filter those rays are drawn from (0.42: that of Cycles'
+    default filter)."""
 
 
 class MeshRayDataManager(VanillaDataManager[NeroDataset]):
@@ -96,6 +103,11 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
             ray_caster,
             chunk_size=config.trace_chunk_size,
             background_per_image=background_per_image,
+            footprint_offsets=(
+                pixel_filter_offsets(config.pixel_footprint_samples, config.pixel_filter_std)
+                if config.pixel_footprint_samples > 0
+                else None
+            ),
         )
         pool = traced.hits
         if len(pool) == 0:
