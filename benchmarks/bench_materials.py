@@ -61,7 +61,11 @@ from bench_pipeline import (  # noqa: E402
     set_unless_given,
 )
 
-from nero_nerfstudio.scripts.bench_train import replace_section, report_header  # noqa: E402
+from nero_nerfstudio.scripts.bench_train import (  # noqa: E402
+    check_material_overrides,
+    replace_section,
+    report_header,
+)
 
 
 @dataclass
@@ -438,6 +442,7 @@ def main(config: BenchMaterialsConfig) -> None:
         set_unless_given(config, paper)
     try:
         scenes = sweep_scenes(config)
+        check_material_overrides(config.material_overrides, config.full)
     except ValueError as error:
         raise SystemExit(f"bench_materials: {error}") from None
     config.output_dir = config.output_dir.resolve()

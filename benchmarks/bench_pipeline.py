@@ -61,6 +61,7 @@ from nero_nerfstudio.scripts.bench_train import (
     StageOnePreset,
     TrainSpec,
     bench_train_stage,
+    check_material_overrides,
     marked_sections,
     replace_section,
     report_header,
@@ -1097,6 +1098,10 @@ def main(config: BenchPipelineConfig) -> None:
             f"bench_pipeline: the pipeline needs one of {[s.name for s in SCENES]} (thin-part scenes only go through "
             "the Stage I comparison: add --stage-one-only)"
         )
+    try:
+        check_material_overrides(config.material_overrides, config.full)
+    except ValueError as error:
+        raise SystemExit(f"bench_pipeline: {error}") from None
     config.output_dir = config.output_dir.resolve()
     config.output_dir.mkdir(parents=True, exist_ok=True)
     check_settings(config)

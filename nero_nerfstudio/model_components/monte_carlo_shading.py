@@ -21,7 +21,13 @@ from jaxtyping import Float
 from torch import Tensor
 
 from nero_nerfstudio.model_components.sample_directions import cosine_hemisphere_pdf, diffuse_directions
-from nero_nerfstudio.model_components.microfacet import GGXMicrofacet, base_reflectance, half_vector, reflect
+from nero_nerfstudio.model_components.microfacet import (
+    GGXMicrofacet,
+    Shadowing,
+    base_reflectance,
+    half_vector,
+    reflect,
+)
 
 LightFunction = Callable[[Float[Tensor, "num_points num_samples 3"]], Float[Tensor, "num_points num_samples 3"]]
 """Incident radiance along given light directions (the closure knows the shading points)."""
@@ -120,6 +126,7 @@ def monte_carlo_shade(
     directions: Float[Tensor, "num_points num_samples 3"],
     light: Union[LightFunction, Float[Tensor, "num_points num_samples 3"]],
     num_diffuse: int,
+    shadowing: Shadowing = "schlick",
 ) -> MonteCarloShading:
     """NeRO's estimator (method.md §4.4), as-is.
 
@@ -131,6 +138,7 @@ def monte_carlo_shade(
         directions: from :func:`sample_shading_directions`; the first ``num_diffuse`` are the diffuse samples.
         light: incident radiance per direction, as a function of ``directions`` or already evaluated.
         num_diffuse: ``N_d``.
+        shadowing: ``G1`` of the specular lobe (:class:`GGXMicrofacet`); ``schlick`` is NeRO's.
     """
     metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
     radiance = _resolve_light(light, directions)
@@ -138,7 +146,7 @@ def monte_carlo_shade(
     num_specular = num_samples - num_diffuse
 
     normals_s, view_s = normals[:, None, :], view_dirs[:, None, :]
-    ggx = GGXMicrofacet(alpha[:, None, :])  # NeRO's numerics
+    ggx = GGXMicrofacet(alpha[:, None, :], shadowing=shadowing)  # NeRO's numerics
     half_vectors = half_vector(view_s, directions)
     n_dot_l = _dot(normals_s, directions)
     n_dot_v = _dot(normals, view_dirs)[:, None, :]
@@ -192,6 +200,7 @@ def per_lobe_monte_carlo_shade(
     directions: Float[Tensor, "num_points num_samples 3"],
     light: Union[LightFunction, Float[Tensor, "num_points num_samples 3"]],
     num_diffuse: int,
+    shadowing: Shadowing = "schlick",
 ) -> MonteCarloShading:
     """Each lobe estimated from its own samples, each sample weighted by the exact density it was drawn with.
 
@@ -203,6 +212,7 @@ def per_lobe_monte_carlo_shade(
     Args:
         directions: from :func:`sample_per_lobe_directions` (or any cosine-weighted then GGX-reflected samples);
             the first ``num_diffuse`` are the diffuse ones.
+        shadowing: ``G1`` of the specular lobe (:class:`GGXMicrofacet`); ``schlick`` is NeRO's.
         Others as :func:`monte_carlo_shade`.
     """
     metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
@@ -214,7 +224,7 @@ def per_lobe_monte_carlo_shade(
     n_dot_v = _dot(normals, view_dirs)[:, None, :]
     n_dot_h = _dot(normals_s, half_vectors)
     v_dot_h = _dot(view_s, half_vectors)
-    geometry = GGXMicrofacet(alpha[:, None, :]).G(n_dot_v, n_dot_l)
+    geometry = GGXMicrofacet(alpha[:, None, :], shadowing=shadowing).G(n_dot_v, n_dot_l)
     light_weight = geometry * v_dot_h / (n_dot_v * n_dot_h).clamp_min(NERO_EPS_LIGHT_WEIGHT)
     light_weight = torch.where(n_dot_l > 0, light_weight, torch.zeros_like(light_weight))
     fresnel = GGXMicrofacet.fresnel(base_reflectance(metallic, albedo)[:, None, :], v_dot_h)
@@ -236,6 +246,7 @@ def unbiased_monte_carlo_shade(
     num_diffuse: int,
     num_specular: int,
     generator: Optional[torch.Generator] = None,
+    shadowing: Shadowing = "schlick",
 ) -> MonteCarloShading:
     """:func:`per_lobe_monte_carlo_shade` on independent uniform random samples (not reparameterised), for
     verification: cosine-weighted diffuse directions, GGX half vectors from ``D (n.h)`` reflected."""
@@ -246,4 +257,4 @@ def unbiased_monte_carlo_shade(
     diffuse_dirs = diffuse_directions(normals, uniform[:, :num_diffuse, 0], 2.0 * math.pi * uniform[:, :num_diffuse, 1])
     specular_dirs, _ = GGXMicrofacet(alpha, nero_numerics=False).sample(normals, view_dirs, uniform[:, num_diffuse:])
     directions = torch.cat([diffuse_dirs, specular_dirs], dim=1)
-    return per_lobe_monte_carlo_shade(normals, view_dirs, materials, directions, light, num_diffuse)
+    return per_lobe_monte_carlo_shade(normals, view_dirs, materials, directions, light, num_diffuse, shadowing)

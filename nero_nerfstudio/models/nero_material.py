@@ -30,6 +30,7 @@ from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, S
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
 from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set, stratified_sample_set
 from nero_nerfstudio.model_components.pixel_footprint import footprint_alpha
+from nero_nerfstudio.model_components.microfacet import Shadowing
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
     material_smoothness_loss,
@@ -81,6 +82,9 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Monte-Carlo shading: ``per_lobe`` (each lobe from its own samples, exact GGX sampling and densities) or
     ``nero`` (NeRO's estimator: specular directions around the mirror direction, weighted by another density, and
     the specular lobe counted again by the diffuse samples)."""
+    shadowing: Shadowing = "smith"
+    """Shadowing-masking ``G1`` of the specular lobe: ``smith`` (GGX's exact one, as Blender renders) or
+    ``schlick`` (NeRO's Schlick-GGX approximation, too dark at grazing angles on rough lobes)."""
     sample_set: Literal["stratified", "nero"] = "stratified"
     """Light-sample ``u`` values: ``stratified`` (uniform, so each lobe follows its density) or ``nero`` (NeRO's
     Fibonacci set, which over-samples grazing diffuse directions and the GGX tail)."""
@@ -239,7 +243,13 @@ class NeroMaterialModel(NeroModel):
         )
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
         shading = (per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade)(
-            normals, view_dirs, pixel_materials, directions, radiance, self.config.num_diffuse_samples
+            normals,
+            view_dirs,
+            pixel_materials,
+            directions,
+            radiance,
+            self.config.num_diffuse_samples,
+            self.config.shadowing,
         )
         rgb = linear_to_srgb(shading.color)
 

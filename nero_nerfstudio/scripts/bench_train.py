@@ -34,7 +34,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -351,7 +351,8 @@ def apply_overrides(config: Any, overrides: Sequence[str]) -> None:
     value they replace when that is a number.
 
     Raises:
-        ValueError: an override without ``=``, or a field the config does not have.
+        ValueError: an override without ``=``, a field the config does not have, or a value its ``Literal`` type
+            does not list.
     """
     for override in overrides:
         key, separator, text = override.partition("=")
@@ -364,10 +365,33 @@ def apply_overrides(config: Any, overrides: Sequence[str]) -> None:
         if target is None or not hasattr(target, name):
             raise ValueError(f"override {override!r}: the config has no field {key!r}")
         value = yaml.safe_load(text)
+        choices = _literal_choices(type(target), name)
+        if choices is not None and value not in choices:
+            raise ValueError(f"override {override!r}: {key} must be one of {', '.join(map(str, choices))}")
         current = getattr(target, name)
         if isinstance(current, (int, float)) and not isinstance(current, bool) and isinstance(value, (int, float)):
             value = type(current)(value)
         setattr(target, name, value)
+
+
+def _literal_choices(owner: type, name: str) -> Optional[Tuple[Any, ...]]:
+    """The values a ``Literal`` field of a config class allows (None: not a Literal, or its hints do not resolve)."""
+    try:
+        hint = get_type_hints(owner).get(name)
+    except Exception:  # noqa: BLE001 - a hint that does not resolve only means no choice check
+        return None
+    return get_args(hint) if get_origin(hint) is Literal else None
+
+
+def check_material_overrides(overrides: Sequence[str], full: bool = False) -> None:
+    """Apply ``overrides`` to a throw-away Stage II config, so that a mistyped one stops a benchmark before any stage.
+
+    Raises:
+        ValueError: as :func:`apply_overrides`.
+    """
+    from nero_nerfstudio.configs.material_configs import paper_trainer_config, small_trainer_config
+
+    apply_overrides(paper_trainer_config() if full else small_trainer_config(), overrides)
 
 
 def sdf_function(model) -> Callable[[Tensor], Tensor]:

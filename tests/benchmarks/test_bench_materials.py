@@ -144,6 +144,18 @@ def test_overrides_set_nested_trainer_fields_with_their_types():
         apply_overrides(trainer, ["pipeline.model.estimater=nero"])
     with pytest.raises(ValueError, match="dotted.field=value"):
         apply_overrides(trainer, ["pipeline.model.estimator"])
+    with pytest.raises(ValueError, match="pipeline.model.shadowing must be one of schlick, smith"):
+        apply_overrides(trainer, ["pipeline.model.shadowing=smiht"])
+    apply_overrides(trainer, ["pipeline.model.shadowing=schlick"])
+    assert model.shadowing == "schlick"
+
+
+def test_a_mistyped_override_stops_the_sweep_in_one_line_before_any_stage(bench_materials, tmp_path: Path):
+    output = tmp_path / "sweep"
+    config = bench_materials.BenchMaterialsConfig(output_dir=output, material_overrides=("pipeline.model.estimater=x",))
+    with pytest.raises(SystemExit, match=r"^bench_materials: override .* the config has no field [^\n]*$"):
+        bench_materials.main(config)
+    assert not output.exists()
 
 
 def test_a_folder_is_refused_under_other_settings_but_not_for_a_setting_it_predates(bench_materials, tmp_path: Path):

@@ -185,6 +185,37 @@ def test_brdf_terms_reference_values() -> None:
     assert float(GGXMicrofacet(torch.tensor(0.3)).G(torch.tensor(0.7), torch.tensor(-0.2))) == 0.0
 
 
+def _projected_area(lobe: GGXMicrofacet, n_dot_v: float) -> float:
+    """``int G1(v) max(v.h, 0) D(h) dh`` over half vectors: midpoint rule in the inverse CDF of ``D (n.h)`` (``u``)
+    and in the azimuth, i.e. the mean of ``G1(v) max(v.h, 0) / (n.h)`` over half vectors spread as ``D (n.h)``."""
+    num_u, num_phi = 4000, 64
+    u = (torch.arange(num_u, dtype=torch.float64) + 0.5) / num_u
+    phi = (torch.arange(num_phi, dtype=torch.float64) + 0.5) / num_phi * 2 * math.pi
+    cos_h = lobe.sample_cos_theta(u)[:, None]
+    sin_h = torch.sqrt((1 - cos_h**2).clamp_min(0.0))
+    view = torch.tensor([math.sqrt(1 - n_dot_v**2), 0.0, n_dot_v], dtype=torch.float64)
+    v_dot_h = sin_h * torch.cos(phi) * view[0] + cos_h * view[2]
+    weight = lobe.smith_g1(torch.tensor(n_dot_v, dtype=torch.float64)) * v_dot_h.clamp_min(0.0) / cos_h
+    return float(weight.mean())
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.25, 0.6])
+@pytest.mark.parametrize("n_dot_v", [0.15, 0.5, 0.95])
+def test_smith_shadowing_keeps_the_projected_area(alpha: float, n_dot_v: float) -> None:
+    # The microfacets a viewer sees, shadowed by G1, project to the macro-surface's area: int G1 (v.h)+ D dh = n.v.
+    smith = GGXMicrofacet(torch.tensor(alpha, dtype=torch.float64), nero_numerics=False, shadowing="smith")
+    assert _projected_area(smith, n_dot_v) == pytest.approx(n_dot_v, rel=1e-2)  # the rule's error: < 0.5 %
+
+
+def test_schlick_shadowing_darkens_rough_lobes_at_grazing_angles() -> None:
+    # NeRO's Schlick-GGX G1 (k = alpha / 2) loses projected area at grazing views of a rough lobe: the reason
+    # Stage II shades with the exact Smith G1 by default.
+    schlick = GGXMicrofacet(torch.tensor(0.25, dtype=torch.float64), nero_numerics=False)
+    assert _projected_area(schlick, 0.15) < 0.9 * 0.15
+    smith_g1 = GGXMicrofacet(torch.tensor(0.25), shadowing="smith").smith_g1(torch.tensor([0.0, 0.5, 1.0]))
+    torch.testing.assert_close(smith_g1, torch.tensor([0.0, 1.0 / (0.5 + math.sqrt(0.0625 + 0.9375 * 0.25)), 1.0]))
+
+
 def test_fresnel_at_normal_incidence_is_the_base_reflectance() -> None:
     metallic = torch.tensor([[0.0], [0.3], [1.0]])
     albedo = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.4, 0.6], [0.8, 0.7, 0.3]])
