@@ -39,13 +39,14 @@ NERO_EPS_SMITH_G1 = 1e-5
 """NeRO adds this to the Schlick-GGX ``G1`` denominator. Kept with exact numerics too: that ``G1`` is NeRO's
 approximation either way (``shadowing="smith"`` is the exact one)."""
 
-Shadowing = Literal["schlick", "smith"]
-"""``G1`` of :class:`GGXMicrofacet`: ``schlick`` (NeRO's Schlick-GGX, ``k = alpha / 2``) or ``smith`` (GGX's exact
-Smith ``G1``, what Blender's and Mitsuba's GGX use)."""
 NERO_EPS_SPHERE_EXIT = 1e-6
 """NeRO adds this under the square root of the sphere-exit distance in its occlusion march."""
 MIN_ABS_V_DOT_H = 1e-12
 """Floor of ``|v.h|`` in the density of :meth:`GGXMicrofacet.sample` (guards a division by zero only)."""
+
+Shadowing = Literal["schlick", "smith"]
+"""``G1`` of :class:`GGXMicrofacet`: ``schlick`` (NeRO's Schlick-GGX, ``k = alpha / 2``) or ``smith`` (GGX's exact
+Smith ``G1``, what Blender's and Mitsuba's GGX use)."""
 
 
 def reflect(view_dirs: Float[Tensor, "*batch 3"], normals: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3"]:
@@ -111,8 +112,8 @@ class GGXMicrofacet:
         """Shadowing of one direction ``x = n.w`` (clamped to ``[0, 1]``; 0 below the horizon).
 
         ``schlick``: ``G1(x) = x / (x (1 - k) + k + NERO_EPS_SMITH_G1)`` with ``k = alpha / 2``. It shadows a rough
-        lobe too much at grazing angles: at ``alpha = 0.25`` a metal sphere comes out 17 % darker than Blender's
-        where ``n.v < 0.3``, and Stage II then trades metallic for diffuse (method.md §4.4).
+        lobe too much at grazing angles: at ``alpha = 0.25`` a metal sphere comes out 11-17 % darker than Blender's
+        where ``n.v < 0.3`` (method.md §4.4).
         ``smith``: ``G1(x) = 2 x / (x + sqrt(alpha^2 + (1 - alpha^2) x^2))``, exact for GGX.
         """
         cosine = cosine.clamp(0.0, 1.0)
