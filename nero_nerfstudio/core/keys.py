@@ -32,6 +32,9 @@ class NeroKey(StrEnum):
     """``[3, 4]`` dataset -> normalised frame, before the scale (see :mod:`nero_nerfstudio.core.frames`)."""
     DATAPARSER_SCALE = "dataparser_scale"
     """``float``: the scale applied after :attr:`DATAPARSER_TRANSFORM`."""
+    OBJECT_FRAME = "object_frame"
+    """``ObjectFrame`` (photo formats): the object's sphere, up, forward and table; the trainer saves it in the run
+    folder as ``nero_frame.json``."""
 
     # RayBundle.metadata of Stage II training rays (their primary hit, traced once by the datamanager) -----------------
     HIT_POINTS = "hit_points"

@@ -105,7 +105,8 @@ def _is_rgb_of_size(path: Path, size: Tuple[int, int]) -> bool:
 def cached_downscaled_images(
     images_dir: Path, image_names: Sequence[str], target_sizes: Sequence[Tuple[int, int]], max_resolution: int
 ) -> List[Path]:
-    """Downscaled RGB copies in ``<images_dir>/../images_raw_<N>/<name>``, made once and reused.
+    """Downscaled RGB copies in ``<images_dir>/../<images_dir name>_raw_<N>/<name>`` (``images_raw_<N>`` for
+    ``images/``), made once and reused.
 
     Args:
         images_dir: the ``images/`` folder.
@@ -116,7 +117,8 @@ def cached_downscaled_images(
     Returns:
         Paths of the images to use, in the input order; images already at their target size are not copied.
     """
-    cache_dir = images_dir.parent / f"images_raw_{max_resolution}"
+    # Named after the source folder: an undistorted set (images_undistorted/) must not share the originals' cache.
+    cache_dir = images_dir.parent / f"{images_dir.name}_raw_{max_resolution}"
     used_paths: List[Path] = []
     todo: List[Tuple[Path, Path, Tuple[int, int]]] = []
     for name, size in zip(image_names, target_sizes):

@@ -1,7 +1,8 @@
 """The similarity that puts a real (COLMAP) scene into NeRO's normalised frame (method.md §2.2).
 
-``x_n = s * R_n (x_colmap - c)``: the object's bounding-box centre ``c`` goes to the origin, its farthest point to
-the unit sphere, "up" to +z and the part of "forward" orthogonal to up to +x. Pure numpy, no file access; the
+``x_n = s * R_n (x_colmap - c)``: the centre ``c`` of the object's bounding sphere goes to the origin, its radius
+``1 / s`` to 1, "up" to +z and the part of "forward" orthogonal to up to +x (the sphere, up and forward come from
+:mod:`nero_nerfstudio.data.object_frame`). Pure numpy, no file access; the
 ``source`` arguments only name the file an error message should point at.
 """
 
@@ -29,50 +30,24 @@ def _unit(vector: np.ndarray, source: Union[str, Path], name: str) -> np.ndarray
     return vector / norm
 
 
-def normalizing_similarity(
-    object_points: np.ndarray,
-    up: np.ndarray,
-    forward: np.ndarray,
-    points_source: Union[str, Path] = "object point cloud",
-    orientation_source: Union[str, Path] = "up/forward",
-) -> Tuple[np.ndarray, np.ndarray, float]:
-    """Rotation, centre and scale of the normalising similarity.
+def frame_rotation(up: np.ndarray, forward: np.ndarray, source: Union[str, Path] = "up/forward") -> np.ndarray:
+    """``[3, 3]`` rotation whose rows are x (forward made orthogonal to up), y (up x forward) and z (up).
 
-    Args:
-        object_points: ``[P, 3]`` object points in the dataset (COLMAP) frame.
-        up: ``[3]`` direction that becomes +z.
-        forward: ``[3]`` direction whose part orthogonal to ``up`` becomes +x.
-        points_source: file named in errors about the points.
-        orientation_source: file named in errors about up/forward.
-
-    Returns:
-        ``rotation`` ``[3, 3]`` (rows x, y, up), ``center`` ``[3]`` (bounding-box centre), ``scale`` (1 / max radius).
+    Raises:
+        NeroDataError: a vector is not three finite numbers, is zero, or up and forward are (nearly) parallel.
     """
-    points = np.asarray(object_points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 4:
-        raise NeroDataError(points_source, f"needs at least 4 points with x, y, z, got array of shape {points.shape}")
-    if not np.all(np.isfinite(points)):
-        raise NeroDataError(points_source, "contains NaN or infinite coordinates")
-    # Bounding-box centre, not the mean: a dense patch of points must not pull the centre (method.md §2.2).
-    center = (points.max(axis=0) + points.min(axis=0)) / 2.0
-    radius = float(np.linalg.norm(points - center, axis=1).max())
-    if radius < 1e-9:
-        raise NeroDataError(points_source, "all points coincide (zero extent)")
-
-    up_unit = _unit(up, orientation_source, "up")
-    forward_unit = _unit(forward, orientation_source, "forward")
+    up_unit = _unit(up, source, "up")
+    forward_unit = _unit(forward, source, "forward")
     cos_angle = float(up_unit @ forward_unit)
     if abs(cos_angle) > _MAX_UP_FORWARD_COS:
         raise NeroDataError(
-            orientation_source,
-            f"up and forward are (nearly) parallel (cos = {cos_angle:.4f}); forward must point sideways",
+            source, f"up and forward are (nearly) parallel (cos = {cos_angle:.4f}); forward must point sideways"
         )
     y_axis = np.cross(up_unit, forward_unit)
     y_axis /= np.linalg.norm(y_axis)
     x_axis = np.cross(y_axis, up_unit)
     x_axis /= np.linalg.norm(x_axis)
-    rotation = np.stack([x_axis, y_axis, up_unit], axis=0)
-    return rotation, center, 1.0 / radius
+    return np.stack([x_axis, y_axis, up_unit], axis=0)
 
 
 def apply_to_points(points: np.ndarray, rotation: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
@@ -100,20 +75,25 @@ def apply_to_w2c(w2c: np.ndarray, rotation: np.ndarray, center: np.ndarray, scal
     return np.concatenate([new_rotation, new_translation[:, :, None]], axis=-1)
 
 
-def check_cameras_outside_unit_sphere(w2c: np.ndarray, source: Union[str, Path] = "object point cloud") -> None:
+def check_cameras_outside_unit_sphere(
+    w2c: np.ndarray, source: Union[str, Path] = "object point cloud", sphere_origin: str = ""
+) -> None:
     """Raises when a normalised camera sits inside the unit sphere, where the object is assumed to be.
 
     Args:
         w2c: ``[N, 3, 4]`` world-to-camera poses in the normalised frame.
-        source: file named in the error (the point cloud that defined the sphere).
+        source: file (or folder) named in the error.
+        sphere_origin: how the sphere was found, for the message.
     """
     distances = np.linalg.norm(camera_centers(np.asarray(w2c)), axis=-1)
     inside = np.flatnonzero(distances <= 1.0)
     if len(inside) > 0:
+        origin = f" (sphere from: {sphere_origin})" if sphere_origin else ""
         raise NeroDataError(
             source,
-            f"{len(inside)} camera(s) end up inside the object's bounding sphere (closest at distance "
-            f"{distances.min():.3f} <= 1, camera index {int(inside[0])}); crop the point cloud to the object only",
+            f"{len(inside)} camera(s) end up inside the object's bounding sphere{origin} (closest at distance "
+            f"{distances.min():.3f} <= 1, camera index {int(inside[0])}); crop the point cloud to the object only, "
+            "or give the sphere with --object-center/--object-radius or an edited nero_frame.json",
         )
 
 

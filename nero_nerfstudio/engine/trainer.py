@@ -25,6 +25,8 @@ from nerfstudio.utils import profiler
 from nerfstudio.utils.decorators import check_main_thread
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME
 from nero_nerfstudio.engine.checkpoints import checkpoint_file_name, read_checkpoint, read_latest_checkpoint
 from nero_nerfstudio.engine.non_finite import describe_non_finite_batch, non_finite_gradients
 from nero_nerfstudio.utils.io import atomic_path
@@ -61,12 +63,23 @@ class NeroTrainer(Trainer):
             )
             # nerfstudio's loop then saves the loaded state as this run's final checkpoint.
             self.step = self._start_step - 1
+        self._save_object_frame()
         # nerfstudio runs max_num_iterations steps from the loaded one; it reads the count once, at the loop's start.
         self.config.max_num_iterations = remaining_steps
         try:
             super().train()
         finally:
             self.config.max_num_iterations = planned_steps
+
+    @check_main_thread
+    def _save_object_frame(self) -> None:
+        """Photo formats: the object's frame beside nerfstudio's ``dataparser_transforms.json``, for the user to read
+        or reuse (``--frame-file``) and for ``nero-export`` to cut the table."""
+        outputs = getattr(self.pipeline.datamanager, "train_dataparser_outputs", None)
+        frame = None if outputs is None else outputs.metadata.get(NeroKey.OBJECT_FRAME)
+        if frame is not None:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            frame.write(self.base_dir / FRAME_FILE_NAME)
 
     def _load_checkpoint(self) -> None:
         """Load the pipeline, optimizers, schedulers and scaler of ``--load-dir`` (newest readable checkpoint, or

@@ -12,6 +12,7 @@ from PIL import Image
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
+from nero_nerfstudio.data.object_frame import point_cloud_sphere
 from nero_nerfstudio.utils.colmap_io import find_model_folder, read_colmap_cameras, read_point_cloud
 from nero_nerfstudio.utils.synthetic_io import load_camera_pickle, synthetic_view_ids
 
@@ -99,14 +100,8 @@ def dataset_to_normalized_scale(folder: Path) -> float:
     """
     if scene_layout(folder) == "synthetic":
         return 1.0
-    points = read_point_cloud(folder / "object_point_cloud.ply")
-    if len(points) == 0:
-        raise NeroDataError(folder / "object_point_cloud.ply", "point cloud is empty")
-    center = (points.max(axis=0) + points.min(axis=0)) / 2.0
-    radius = float(np.linalg.norm(points - center, axis=1).max())
-    if radius <= 0.0:
-        raise NeroDataError(folder / "object_point_cloud.ply", "all points coincide (zero extent)")
-    return 1.0 / radius
+    path = folder / "object_point_cloud.ply"
+    return 1.0 / point_cloud_sphere(read_point_cloud(path), path)[1]
 
 
 def load_scene_info(folder: Path) -> Dict[str, Any]:

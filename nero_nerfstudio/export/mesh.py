@@ -198,6 +198,32 @@ def transform_to_normalized_frame(
     return transform_mesh(mesh, dataset_to_normalised_matrix(dataparser_transform, dataparser_scale))
 
 
+def cut_at_table(
+    mesh: trimesh.Trimesh, table_plane: Float[np.ndarray, "4"], offset: float = 0.02
+) -> trimesh.Trimesh:
+    """The part of ``mesh`` above the table, without the flat table fragments left over.
+
+    A capture of an object on a table reconstructs a disc of table inside the unit sphere too. The mesh is sliced at
+    the plane ``n . x + d = offset`` (``n`` unit, pointing up); pieces that then lie wholly within ``3 offset`` of the
+    table are bumps of its surface, not the object, and are dropped.
+
+    Args:
+        mesh: in the frame of ``table_plane``.
+        table_plane: ``[4]`` ``(n, d)``.
+        offset: how far above the table to cut (the estimated plane is a little off the reconstructed one).
+    """
+    normal = np.asarray(table_plane[:3], dtype=np.float64)
+    normal = normal / np.linalg.norm(normal)
+    distance = float(table_plane[3]) / float(np.linalg.norm(table_plane[:3]))
+    origin = (offset - distance) * normal
+    above = trimesh.intersections.slice_mesh_plane(mesh, plane_normal=normal, plane_origin=origin)
+    if len(above.faces) == 0:
+        return above
+    pieces = above.split(only_watertight=False)
+    kept = [piece for piece in pieces if float((piece.vertices @ normal + distance).max()) > 3.0 * offset]
+    return trimesh.util.concatenate(kept) if kept else above
+
+
 def load_dataparser_transform(path: Path) -> Tuple[Float[np.ndarray, "3 4"], float]:
     """Read nerfstudio's ``dataparser_transforms.json`` (``{"transform": 3x4, "scale": s}``)."""
     if not path.is_file():

@@ -9,7 +9,9 @@ The job file (written by :mod:`nero_nerfstudio.scenes.render_scene`) holds:
 ``mesh`` (``{"primitive": name}`` or ``{"npz": path}`` with Blender-frame ``vertices``/``faces``), ``mesh_radius``,
 ``environment`` (path), ``metallic``, ``roughness``, ``albedo``, ``width``, ``height``, ``fov_deg``,
 ``camera_to_world`` (``[N, 4, 4]`` Blender/OpenGL camera-to-world), ``image_paths`` (``N`` PNG paths),
-``samples``, ``denoise``, ``threads``, ``seed`` and ``mesh_out`` (where to save the rendered mesh as .npz).
+``samples``, ``denoise``, ``threads``, ``seed``, ``mesh_out`` (where to save the rendered mesh as .npz) and
+``tabletop`` (null, or ``half_size`` of the table and its ``props``, each a
+:class:`~nero_nerfstudio.scenes.tabletop.TabletopProp` as a dict).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ PROGRESS_PREFIX = "@@nero-progress"
 """Marks the lines the parent reads to drive its progress bar; everything else is Blender's log."""
 
 SUBDIVISION_LEVELS = 2
+
+TABLE_CELLS_PER_RADIUS = 8.0
+"""Texture cells across the object's radius on the table (0.1 units for the default radius 0.8: ~17 px at 320 px
+from the default camera distance); the props' cells are half as big."""
+TABLE_TINT = (0.85, 0.65, 0.45)
 
 
 def _primitive_triangles(bpy: Any, name: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -93,6 +100,83 @@ def _set_material(bpy: Any, obj: Any, job: Dict[str, Any]) -> None:
     bsdf.inputs["IOR"].default_value = 1.5
     bsdf.inputs["Specular IOR Level"].default_value = 0.5
     obj.data.materials.append(material)
+
+
+def _socket(sockets: Any, identifier: str) -> Any:
+    """A socket by identifier: the Mix node has a float, a vector and a colour socket named ``A``."""
+    return next(socket for socket in sockets if socket.identifier == identifier)
+
+
+def _multiply(tree: Any, colour: Any, by: Any, factor: float = 1.0) -> Any:
+    """``colour * (1 - factor + factor * by)``: ``by`` is a colour output or an RGB tuple; returns the output."""
+    mix = tree.nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.blend_type = "MULTIPLY"
+    _socket(mix.inputs, "Factor_Float").default_value = factor
+    tree.links.new(colour, _socket(mix.inputs, "A_Color"))
+    if isinstance(by, tuple):
+        _socket(mix.inputs, "B_Color").default_value = (*by, 1.0)
+    else:
+        tree.links.new(by, _socket(mix.inputs, "B_Color"))
+    return _socket(mix.outputs, "Result_Color")
+
+
+def _textured_material(bpy: Any, name: str, pattern: str, cell: float, tint: Tuple[float, float, float]) -> Any:
+    """A rough dielectric with texture at many scales, for feature matching (no image files).
+
+    A brick or checker layout of random-colour Voronoi cells ``cell`` units across and multi-octave noise, shaded
+    by patches four cells across (large features survive the foreshortening of views at grazing angles), tinted.
+    The textures follow object coordinates, so they stick to the surface as the camera moves.
+    """
+    material = bpy.data.materials.new(name)
+    tree = _node_tree(material)
+    nodes, links = tree.nodes, tree.links
+    coordinates = nodes.new("ShaderNodeTexCoord").outputs["Object"]
+    cells = nodes.new("ShaderNodeTexVoronoi")
+    cells.inputs["Scale"].default_value = 1.0 / cell
+    noise = nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 2.0 / cell
+    # Octaves down to ~cell / 16, about a pixel at 320 px: finer ones would only add render noise.
+    noise.inputs["Detail"].default_value = 3.0
+    layout = nodes.new("ShaderNodeTexBrick" if pattern == "brick" else "ShaderNodeTexChecker")
+    layout.inputs["Scale"].default_value = 0.25 / cell
+    patches = nodes.new("ShaderNodeTexVoronoi")
+    patches.inputs["Scale"].default_value = 0.25 / cell
+    for texture in (cells, noise, layout, patches):
+        links.new(coordinates, texture.inputs["Vector"])
+    links.new(cells.outputs["Color"], layout.inputs["Color1"])
+    links.new(noise.outputs["Color"], layout.inputs["Color2"])
+    shaded = _multiply(tree, layout.outputs["Color"], patches.outputs["Color"], factor=0.6)
+    bsdf = nodes.get("Principled BSDF")
+    links.new(_multiply(tree, shaded, tint), bsdf.inputs["Base Color"])
+    bsdf.inputs["Metallic"].default_value = 0.0
+    bsdf.inputs["Roughness"].default_value = 0.7
+    return material
+
+
+def _add_tabletop(bpy: Any, tabletop: Dict[str, Any], table_height: float, mesh_radius: float) -> None:
+    """A square table with its top at ``table_height`` and the props standing on it."""
+    from mathutils import Matrix
+
+    cell = mesh_radius / TABLE_CELLS_PER_RADIUS
+    bpy.ops.mesh.primitive_plane_add(size=2.0 * tabletop["half_size"], location=(0.0, 0.0, table_height))
+    bpy.context.object.data.materials.append(_textured_material(bpy, "table", "brick", cell, TABLE_TINT))
+    for index, prop in enumerate(tabletop["props"]):
+        half_width, height = prop["half_width"], prop["height"]
+        # Sizes go into the mesh, not the object's scale, so object texture coordinates are in scene units.
+        if prop["shape"] == "box":
+            bpy.ops.mesh.primitive_cube_add(size=1.0)
+            bpy.context.object.data.transform(Matrix.Diagonal((2.0 * half_width, 2.0 * half_width, height, 1.0)))
+        elif prop["shape"] == "cylinder":
+            bpy.ops.mesh.primitive_cylinder_add(vertices=48, radius=half_width, depth=height)
+        else:
+            bpy.ops.mesh.primitive_cone_add(vertices=48, radius1=half_width, radius2=0.0, depth=height)
+        obj = bpy.context.object
+        obj.location = (*prop["xy"], table_height + height / 2)
+        obj.rotation_euler = (0.0, 0.0, prop["yaw"])
+        obj.data.materials.append(
+            _textured_material(bpy, f"prop{index}", prop["pattern"], cell / 2, tuple(prop["tint"]))
+        )
 
 
 def _set_world(bpy: Any, environment: str) -> None:
@@ -170,6 +254,9 @@ def main(job_path: str) -> None:
     vertices = normalise_to_radius(vertices, job["mesh_radius"])
     obj = _add_mesh_object(bpy, vertices, faces)
     _set_material(bpy, obj, job)
+    if job["tabletop"] is not None:
+        # The object stands on the table: its top touches the lowest vertex.
+        _add_tabletop(bpy, job["tabletop"], float(vertices[:, 2].min()), job["mesh_radius"])
     _set_world(bpy, job["environment"])
     _set_render_settings(bpy, job)
     camera = _add_camera(bpy, job["fov_deg"])

@@ -1,8 +1,9 @@
 """Glossy test scenes rendered with Blender (Cycles on CPU) in NeRO's dataset layouts, with exact ground truth.
 
 A reflective object (Principled BSDF) under one of the HDR environments bundled with bpy, seen by cameras on a
-sphere around it. Blender runs in a child process (:mod:`nero_nerfstudio.scenes.blender_render`); depth, normals
-and the COLMAP model are computed here from the rendered mesh and the cameras. Layout contract:
+sphere around it, or standing on a textured table among a few props and seen from a handheld-like ring above it.
+Blender runs in a child process (:mod:`nero_nerfstudio.scenes.blender_render`); depth, normals and the COLMAP
+model are computed here from the rendered mesh and the cameras. Layout contract:
 docs/architecture.md, "Scenes rendered by nero-render-scene".
 """
 
@@ -14,7 +15,7 @@ import math
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Tuple
 
@@ -24,18 +25,29 @@ from nero_nerfstudio.core.camera_conventions import opencv_w2c_to_opengl_c2w
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes.assets import load_mesh_file, resolve_environment, resolve_mesh
 from nero_nerfstudio.scenes.blender_render import PROGRESS_PREFIX
-from nero_nerfstudio.scenes.camera_rig import fibonacci_sphere_directions, look_at_w2c, pinhole_intrinsics
+from nero_nerfstudio.scenes.camera_rig import (
+    fibonacci_sphere_directions,
+    look_at_w2c,
+    pinhole_intrinsics,
+    tabletop_ring_centers,
+)
 from nero_nerfstudio.scenes.colmap_layout import write_colmap_model, write_meta_info, write_object_point_cloud
 from nero_nerfstudio.scenes.ground_truth import GroundTruthCaster, GroundTruthMesh, sample_surface_points
 from nero_nerfstudio.scenes.similarity import Similarity, blender_to_colmap, blender_to_synthetic
 from nero_nerfstudio.scenes.synthetic_layout import write_synthetic_view
+from nero_nerfstudio.scenes.tabletop import (
+    TABLE_HALF_SIZE,
+    TABLETOP_DISTANCE_JITTER,
+    TabletopProp,
+    tabletop_props,
+    tabletop_scene_info,
+)
 from nero_nerfstudio.utils.io import atomic_path, atomic_write_bytes
 from nero_nerfstudio.utils.progress import counting_progress
 from nero_nerfstudio.utils.setting_checks import SettingProblems
 from nero_nerfstudio.utils.synthetic_io import DEPTH_RANGE
 
 Layout = Literal["synthetic", "real", "custom"]
-
 
 class BlenderRenderError(RuntimeError):
     """The Blender child process failed; the message holds the end of its log."""
@@ -85,16 +97,24 @@ class RenderSceneConfig:
     """real/custom: points in ``object_point_cloud.ply`` and ``points3D.bin``."""
     threads: int = 0
     """Cycles CPU threads (0: all cores)."""
+    tabletop: bool = False
+    """real/custom: stand the object on a large textured table among a few textured props, with the cameras on a
+    handheld-like ring above the table (elevations 10-60 degrees, distances within 10 % of ``camera_distance``), so
+    that structure from motion has static texture to match. ``gt/`` still describes the object only;
+    ``gt/scene.json`` adds the table plane and the props' bounding spheres."""
 
     def validate(self) -> None:
         """Raise :class:`NeroDataError` naming the output folder for settings that cannot make a scene."""
         problems = SettingProblems(self)
         problems.at_least(num_views=1, resolution=8, samples=1)
         problems.in_unit_interval("metallic", "roughness", "albedo")
+        nearest_camera = self.camera_distance * (1.0 - TABLETOP_DISTANCE_JITTER if self.tabletop else 1.0)
         if not 0.0 < self.fov_deg < 170.0:
             problems.add(f"fov_deg must be in (0, 170), got {self.fov_deg}")
-        elif self.camera_distance * math.sin(math.radians(self.fov_deg) / 2) <= self.mesh_radius:
+        elif nearest_camera * math.sin(math.radians(self.fov_deg) / 2) <= self.mesh_radius:
             problems.add("the object does not fit in the view: raise camera_distance or fov_deg")
+        if self.tabletop and self.layout == "synthetic":
+            problems.add("tabletop needs the real or custom layout (a scene for structure from motion)")
         if self.layout == "synthetic" and self.camera_distance + self.mesh_radius >= 0.95 * DEPTH_RANGE:
             problems.add(f"synthetic depth PNGs hold depths below {DEPTH_RANGE}: lower camera_distance")
         problems.positive("colmap_scale")
@@ -111,7 +131,12 @@ def image_names(layout: Layout, num_views: int) -> List[str]:
 
 def camera_rig(config: RenderSceneConfig) -> Tuple[np.ndarray, np.ndarray]:
     """OpenCV world-to-camera ``[N, 3, 4]`` in the Blender frame and the shared intrinsics ``[3, 3]``."""
-    centers = config.camera_distance * fibonacci_sphere_directions(config.num_views, config.seed)
+    if config.tabletop:
+        centers = tabletop_ring_centers(
+            config.num_views, config.camera_distance, config.seed, distance_jitter=TABLETOP_DISTANCE_JITTER
+        )
+    else:
+        centers = config.camera_distance * fibonacci_sphere_directions(config.num_views, config.seed)
     return look_at_w2c(centers), pinhole_intrinsics(config.resolution, config.resolution, config.fov_deg)
 
 
@@ -142,9 +167,10 @@ def run_blender_job(job_path: Path, num_views: int, description: str) -> None:
 
 
 def _render_images(
-    config: RenderSceneConfig, camera_to_world: np.ndarray, image_paths: List[Path]
+    config: RenderSceneConfig, camera_to_world: np.ndarray, image_paths: List[Path], props: List[TabletopProp]
 ) -> GroundTruthMesh:
-    """Render every view with Blender; return the rendered mesh in the Blender frame."""
+    """Render every view with Blender (with the table and ``props`` if ``config.tabletop``); return the rendered
+    object mesh in the Blender frame."""
     environment = resolve_environment(config.environment)
     mesh_source = resolve_mesh(config.mesh)
     with tempfile.TemporaryDirectory(prefix="nero-render-") as work_name:
@@ -172,6 +198,11 @@ def _render_images(
             "threads": config.threads,
             "seed": config.seed,
             "mesh_out": str(work_dir / "rendered_mesh.npz"),
+            "tabletop": (
+                {"half_size": TABLE_HALF_SIZE * config.camera_distance, "props": [asdict(prop) for prop in props]}
+                if config.tabletop
+                else None
+            ),
         }
         job_path = work_dir / "job.json"
         job_path.write_text(json.dumps(job))
@@ -210,7 +241,8 @@ def render_scene(config: RenderSceneConfig) -> Path:
     w2c_blender, intrinsics = camera_rig(config)
     bottom_row = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), (config.num_views, 1, 4))
     camera_to_world = np.concatenate([opencv_w2c_to_opengl_c2w(w2c_blender), bottom_row], axis=1)
-    mesh_blender = _render_images(config, camera_to_world, image_paths)
+    props = tabletop_props(config.mesh_radius, config.seed) if config.tabletop else []
+    mesh_blender = _render_images(config, camera_to_world, image_paths, props)
 
     similarity = dataset_similarity(config)
     mesh = GroundTruthMesh(
@@ -273,6 +305,10 @@ def render_scene(config: RenderSceneConfig) -> Path:
         "denoise": config.denoise,
         "image_names": [path.name for path in image_paths],
         "seed": config.seed,
+        "tabletop": config.tabletop,
     }
+    if config.tabletop:
+        # The Blender child puts the table top at the object's lowest point.
+        scene_info.update(tabletop_scene_info(similarity, float(mesh_blender.vertices[:, 2].min()), props))
     atomic_write_bytes(gt_dir / "scene.json", json.dumps(scene_info, indent=2).encode())
     return output_dir

@@ -21,11 +21,13 @@ from nero_nerfstudio.export.mesh import (
     DEFAULT_CHUNK_SIZE,
     MESH_SUFFIXES,
     NoSurfaceError,
+    cut_at_table,
     extract_mesh,
     load_dataparser_transform,
     save_mesh,
     transform_to_dataset_frame,
 )
+from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
 from nero_nerfstudio.export.materials import ExportMaterials
 from nero_nerfstudio.utils.run_loading import find_checkpoint_dir, load_pipeline
 
@@ -53,6 +55,11 @@ class ExportMesh:
     frame: Literal["dataset", "normalized"] = "dataset"
     """'dataset': coordinates of the input data (the parser's normalisation undone), for GT comparison, relighting
     and nero-material's --pipeline.model.mesh-path. 'normalized': the model's frame, inside the unit sphere."""
+    keep_table: bool = False
+    """Keep the table the object stands on. By default a run whose nero_frame.json holds a table plane (photos of
+    an object on a table) is cut just above it, so Stage II and the materials see the object alone."""
+    table_offset: float = 0.02
+    """How far above the estimated table plane to cut, in the normalised frame's units (the unit sphere's radius)."""
 
     def main(self) -> None:
         """Load the run, extract, transform, save and print a one-line summary."""
@@ -83,13 +90,24 @@ class ExportMesh:
             )
         except NoSurfaceError as error:
             raise NeroDataError(self.load_config, f"step {step}: {error}") from error
+        table_note = ""
+        frame_path = run_dir / FRAME_FILE_NAME
+        if frame_path.is_file() and not self.keep_table:
+            table_plane = ObjectFrame.read(frame_path).table_plane_normalised()
+            if table_plane is not None:
+                mesh = cut_at_table(mesh, table_plane, self.table_offset)
+                table_note = f", cut at the table of {frame_path.name} (--keep-table keeps it)"
+                if len(mesh.faces) == 0:
+                    raise NeroDataError(
+                        frame_path, "nothing of the mesh is above the table plane; fix the plane or use --keep-table"
+                    )
         if self.frame == "dataset":
             mesh = transform_to_dataset_frame(mesh, transform, scale)
         save_mesh(mesh, output_path)
         CONSOLE.print(
             f"Saved {output_path}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, "
             f"bounds {_format_point(mesh.bounds[0])} to {_format_point(mesh.bounds[1])} "
-            f"({self.frame} frame, step {step}, {self.resolution}³ grid)",
+            f"({self.frame} frame, step {step}, {self.resolution}³ grid{table_note})",
             soft_wrap=True,
         )
 

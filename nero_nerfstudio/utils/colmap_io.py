@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
-from nerfstudio.data.utils.colmap_parsing_utils import qvec2rotmat, read_cameras_binary, read_images_binary
+from nerfstudio.data.utils.colmap_parsing_utils import (
+    qvec2rotmat,
+    read_cameras_binary,
+    read_images_binary,
+    read_points3D_binary,
+)
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.core.errors import NeroDataError
@@ -29,6 +34,9 @@ class ColmapCameras:
     """``[N, 3, 3]``."""
     sizes: List[Tuple[int, int]]
     """``(width, height)`` of the COLMAP camera of each image."""
+    distortion: np.ndarray
+    """``[N, 5]`` OpenCV ``(k1, k2, p1, p2, k3)`` of RADIAL and OPENCV cameras (``ns-process-data`` writes OPENCV);
+    zero for the pinhole models and for SIMPLE_RADIAL, whose distortion NeRO ignores."""
 
 
 def find_model_folder(data: Path) -> Path:
@@ -41,7 +49,7 @@ def find_model_folder(data: Path) -> Path:
 
 
 def read_colmap_cameras(model_folder: Path) -> ColmapCameras:
-    """Poses and pinhole intrinsics of a COLMAP binary model (distortion of SIMPLE_RADIAL is ignored, as in NeRO)."""
+    """Poses, pinhole intrinsics and distortion of a COLMAP binary model (SIMPLE_RADIAL's is ignored, as in NeRO)."""
     try:
         cameras = read_cameras_binary(str(model_folder / "cameras.bin"))
     except Exception as error:  # COLMAP's reader raises struct/Key errors on truncated files.
@@ -53,25 +61,33 @@ def read_colmap_cameras(model_folder: Path) -> ColmapCameras:
     if not images:
         raise NeroDataError(model_folder / "images.bin", "no registered images")
 
-    intrinsics_by_camera = {}
+    intrinsics_by_camera, distortion_by_camera = {}, {}
     for camera_id, camera in cameras.items():
         params = camera.params
+        distortion = np.zeros(5)  # OpenCV's (k1, k2, p1, p2, k3)
         if camera.model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL"):
             fx = fy = params[0]
             cx, cy = params[1], params[2]
-        elif camera.model == "PINHOLE":
+        elif camera.model == "RADIAL":
+            fx = fy = params[0]
+            cx, cy = params[1], params[2]
+            distortion[:2] = params[3:5]
+        elif camera.model in ("PINHOLE", "OPENCV"):
             fx, fy, cx, cy = params[:4]
+            if camera.model == "OPENCV":
+                distortion[:4] = params[4:8]
         else:
             raise NeroDataError(
                 model_folder / "cameras.bin",
-                f"camera {camera_id} uses the {camera.model} model; only SIMPLE_PINHOLE, PINHOLE and SIMPLE_RADIAL are "
-                "supported (undistort the images with COLMAP's image_undistorter)",
+                f"camera {camera_id} uses the {camera.model} model; only SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL, "
+                "RADIAL and OPENCV are supported (undistort the images with COLMAP's image_undistorter)",
             )
         intrinsics_by_camera[camera_id] = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+        distortion_by_camera[camera_id] = distortion
     if any(camera.model == "SIMPLE_RADIAL" for camera in cameras.values()):
         CONSOLE.print(f"[yellow]{model_folder / 'cameras.bin'}: SIMPLE_RADIAL distortion is ignored (as NeRO does)")
 
-    image_ids, names, w2c, intrinsics, sizes = [], [], [], [], []
+    image_ids, names, w2c, intrinsics, distortions, sizes = [], [], [], [], [], []
     for image_id in sorted(images):
         image = images[image_id]
         if image.camera_id not in cameras:
@@ -83,8 +99,23 @@ def read_colmap_cameras(model_folder: Path) -> ColmapCameras:
         names.append(image.name)
         w2c.append(np.concatenate([qvec2rotmat(image.qvec), np.asarray(image.tvec)[:, None]], axis=1))
         intrinsics.append(intrinsics_by_camera[image.camera_id])
+        distortions.append(distortion_by_camera[image.camera_id])
         sizes.append((int(camera.width), int(camera.height)))
-    return ColmapCameras(image_ids, names, np.stack(w2c), np.stack(intrinsics), sizes)
+    return ColmapCameras(image_ids, names, np.stack(w2c), np.stack(intrinsics), sizes, np.stack(distortions))
+
+
+def read_colmap_points(model_folder: Path) -> np.ndarray:
+    """``[P, 3]`` sparse points of a COLMAP binary model (empty when it has no ``points3D.bin``)."""
+    path = model_folder / "points3D.bin"
+    if not path.is_file():
+        return np.empty((0, 3))
+    try:
+        points = read_points3D_binary(str(path))
+    except Exception as error:  # COLMAP's reader raises struct errors on truncated files.
+        raise NeroDataError(path, f"cannot parse COLMAP points ({error!r})") from error
+    if not points:
+        return np.empty((0, 3))
+    return np.stack([np.asarray(point.xyz, dtype=np.float64) for point in points.values()])
 
 
 def read_point_cloud(path: Path) -> np.ndarray:

@@ -113,7 +113,8 @@ def write_colmap_scene(
         "PINHOLE": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]],
         "SIMPLE_PINHOLE": [k[0, 0], k[0, 2], k[1, 2]],
         "SIMPLE_RADIAL": [k[0, 0], k[0, 2], k[1, 2], 0.01],
-        "OPENCV": [k[0, 0], k[1, 1], k[0, 2], k[1, 2], 0.0, 0.0, 0.0, 0.0],
+        "OPENCV": [k[0, 0], k[1, 1], k[0, 2], k[1, 2], -0.05, 0.01, 0.002, -0.001],
+        "FULL_OPENCV": [k[0, 0], k[1, 1], k[0, 2], k[1, 2]] + [0.0] * 8,
     }[model]
     write_cameras_binary({1: Camera(id=1, model=model, width=width, height=height, params=np.array(params))},
                          model_dir / "cameras.bin")
@@ -151,3 +152,58 @@ def projection(w2c: np.ndarray, k: np.ndarray, point: np.ndarray) -> Tuple[float
     camera_point = w2c[:, :3] @ point + w2c[:, 3]
     uvw = k @ camera_point
     return uvw[0] / uvw[2], uvw[1] / uvw[2]
+
+
+# A tabletop capture (table frame: the table is z = 0, the object a ball of radius 0.5 on it).
+OBJECT_CENTER = np.array([0.0, 0.0, 0.5])
+OBJECT_RADIUS = 0.5
+SIZE = (320, 240)
+"""Image size of :func:`tabletop_capture`."""
+
+
+def tabletop_capture(seed: int, with_table: bool = True, with_object: bool = True):
+    """Cameras on a handheld ring (elevation 15-55 deg, distance 3 +- 10 %) aimed near the object; sparse points on
+    the object, the table, four props, two far walls and stray points; everything in a random similarity."""
+    rng = np.random.default_rng(seed)
+    count = 30
+    azimuth = np.linspace(0, 2 * np.pi, count, endpoint=False) + rng.uniform(0, 0.1, count)
+    elevation = np.radians(rng.uniform(15, 55, count))
+    distance = 3.0 * rng.uniform(0.9, 1.1, count)
+    centers = OBJECT_CENTER + distance[:, None] * np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=-1
+    )
+    targets = OBJECT_CENTER + rng.normal(scale=0.05, size=(count, 3))
+    w2c = np.stack([look_at_w2c(c, t, np.array([0.0, 0.0, 1.0])) for c, t in zip(centers, targets)])
+    focal = 0.5 * SIZE[0] / np.tan(np.radians(25))
+    intrinsics = np.tile(np.array([[focal, 0, SIZE[0] / 2], [0, focal, SIZE[1] / 2], [0, 0, 1]]), (count, 1, 1))
+
+    parts = []
+    if with_object:  # SfM points cover only some of a glossy surface: the upper, camera-facing side
+        directions = rng.normal(size=(150, 3))
+        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+        parts.append(OBJECT_CENTER + OBJECT_RADIUS * directions[directions[:, 2] > -0.6])
+    if with_table:
+        table = rng.uniform(-2.0, 2.0, size=(600, 2))
+        table = table[np.linalg.norm(table, axis=1) > 0.45]  # the object hides the table under it
+        parts.append(np.concatenate([table, rng.normal(scale=0.005, size=(len(table), 1))], axis=1))
+        for angle in np.radians([20, 110, 200, 290]):  # props: small boxes 1.3 from the object
+            prop = rng.uniform(-0.15, 0.15, size=(40, 3)) + [1.3 * np.cos(angle), 1.3 * np.sin(angle), 0.15]
+            parts.append(prop)
+    walls = [np.stack([np.full(200, 6.0), rng.uniform(-6, 6, 200), rng.uniform(-1, 3, 200)], axis=1)]
+    walls.append(np.stack([rng.uniform(-6, 6, 200), np.full(200, -6.0), rng.uniform(-1, 3, 200)], axis=1))
+    strays = rng.uniform(-4, 4, size=(15, 3))
+    points = np.concatenate(parts + walls + [strays])
+
+    # A random world frame (as SfM gives): x_world = s R x_table + t.
+    rotation, scale, translation = random_rotation(rng), rng.uniform(0.3, 3.0), rng.normal(size=3) * 4
+
+    def to_world(x):
+        return scale * x @ rotation.T + translation
+
+    world_w2c = np.concatenate(
+        [w2c[:, :, :3] @ rotation.T, scale * w2c[:, :, 3:] - (w2c[:, :, :3] @ rotation.T @ translation)[:, :, None]],
+        axis=-1,
+    )
+    truth = {"center": to_world(OBJECT_CENTER), "radius": scale * OBJECT_RADIUS, "up": rotation @ [0, 0, 1.0],
+             "table_point": to_world(np.zeros(3)), "scale": scale}
+    return world_w2c, intrinsics, [SIZE] * count, to_world(points), truth

@@ -74,7 +74,8 @@ def test_custom_scene_estimates_up_forward_and_says_so(tmp_path, capsys):
     scene = write_colmap_scene(tmp_path, count=8, model="SIMPLE_RADIAL", model_folder="sparse/0")
     outputs = parse_custom(tmp_path, split_mode="all")
     log = capsys.readouterr().out
-    assert "estimated up" in log and "sparse/0" in log and "SIMPLE_RADIAL" in log
+    assert "normal of the camera ring" in log and "were estimated" in log and "sparse/0" in log
+    assert "SIMPLE_RADIAL" in log
     transform = outputs.dataparser_transform.double().numpy()
     np.testing.assert_allclose(transform[:, :3] @ scene["up"], [0, 0, 1], atol=1e-5)
     # forward points at the first camera (lowest COLMAP id): its centre has no normalised y component.
@@ -142,7 +143,6 @@ def _meta(scene, folder):
          "object_point_cloud.ply", "at least 4 points"),
         (lambda s, f: (_meta(s, f), f.joinpath("object_point_cloud.ply").write_text("ply\nnonsense\n")),
          "object_point_cloud.ply", "cannot read"),
-        (lambda s, f: (_meta(s, f), (f / "object_point_cloud.ply").unlink()), "object_point_cloud.ply", "missing"),
         # a cloud of radius 4 leaves the cameras (at distance ~3.2) inside its bounding sphere
         (lambda s, f: (_meta(s, f), write_ply_points(f / "object_point_cloud.ply", _big_cloud(s))),
          "object_point_cloud.ply", "inside"),
@@ -164,9 +164,23 @@ def _big_cloud(scene):
     return corners @ scene["rotation"] / scene["scale"] + scene["center"]
 
 
-def test_unsupported_camera_model_and_missing_model(tmp_path):
+def test_opencv_camera_photos_are_undistorted(tmp_path):
+    """ns-process-data's COLMAP model (OPENCV, distorted photos) reads as is: the photos are undistorted once."""
+    import cv2
+    from PIL import Image
+
     write_colmap_scene(tmp_path, count=6, model="OPENCV")
-    with pytest.raises(NeroDataError, match="cameras.bin: .*OPENCV model"):
+    outputs = parse_custom(tmp_path, max_resolution=None, split_mode="all")
+    assert all(path.parent == tmp_path / "images_undistorted" for path in outputs.image_filenames)
+    k = intrinsics()
+    original = np.asarray(Image.open(tmp_path / "images" / outputs.image_filenames[0].name).convert("RGB"))
+    expected = cv2.undistort(original, k, np.array([-0.05, 0.01, 0.002, -0.001, 0.0]), None, k)
+    np.testing.assert_array_equal(np.asarray(Image.open(outputs.image_filenames[0])), expected)
+
+
+def test_unsupported_camera_model_and_missing_model(tmp_path):
+    write_colmap_scene(tmp_path, count=6, model="FULL_OPENCV")
+    with pytest.raises(NeroDataError, match="cameras.bin: .*FULL_OPENCV model"):
         parse_custom(tmp_path)
     with pytest.raises(NeroDataError, match="no COLMAP binary model"):
         parse_custom(tmp_path / "images")

@@ -1,4 +1,5 @@
-"""Normalising similarity, up/forward estimation and their failure modes."""
+"""Normalising similarity (sphere of a point cloud, rotation from up/forward), up/forward estimation and their failure
+modes."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from nero_nerfstudio.data.normalization import (
     apply_to_w2c,
     check_cameras_outside_unit_sphere,
     estimate_up_forward,
-    normalizing_similarity,
+    frame_rotation,
 )
+from nero_nerfstudio.data.object_frame import point_cloud_sphere
 from nero_fixtures import look_at_w2c, random_rotation, ring_centers
 
 
@@ -23,7 +25,9 @@ def test_random_similarity_round_trips():
     dataset_points = normalised_points @ rotation0 / scale0 + center0
     up, forward = rotation0.T @ [0, 0, 1], rotation0.T @ [1, 0, 0] + 0.3 * rotation0.T @ [0, 0, 1]
 
-    rotation, center, scale = normalizing_similarity(dataset_points, up * 7.0, forward)
+    rotation = frame_rotation(up * 7.0, forward)
+    center, radius = point_cloud_sphere(dataset_points, "cloud.ply")
+    scale = 1.0 / radius
     np.testing.assert_allclose(rotation, rotation0, atol=1e-10)
     np.testing.assert_allclose(center, center0, atol=1e-10)
     assert scale == pytest.approx(scale0)
@@ -41,9 +45,8 @@ def test_random_similarity_round_trips():
 
 
 def test_parallel_up_forward_is_refused():
-    points = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(NeroDataError, match="meta_info.txt.*parallel"):
-        normalizing_similarity(points, [0, 0, 1], [0.01, 0, -2], orientation_source="meta_info.txt")
+        frame_rotation([0, 0, 1], [0.01, 0, -2], "meta_info.txt")
 
 
 @pytest.mark.parametrize(
@@ -56,7 +59,7 @@ def test_parallel_up_forward_is_refused():
 )
 def test_degenerate_point_clouds_are_refused(points, problem):
     with pytest.raises(NeroDataError, match=f"object_point_cloud.ply: .*{problem}"):
-        normalizing_similarity(points, [0, 0, 1], [1, 0, 0], points_source="object_point_cloud.ply")
+        point_cloud_sphere(points, "object_point_cloud.ply")
 
 
 def test_camera_inside_unit_sphere_is_refused():

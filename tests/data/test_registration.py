@@ -28,7 +28,7 @@ def test_nerfstudio_discovers_the_parsers_without_import_errors(first_import):
         "assert {'nero-synthetic', 'nero-real', 'nero-custom'} <= set(all_dataparsers), sorted(all_dataparsers)"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "['nero-custom', 'nero-real', 'nero-synthetic']" in result.stdout
+    assert "['nero-custom', 'nero-nerfstudio', 'nero-real', 'nero-synthetic']" in result.stdout
     assert "NeroCustomDataParserConfig NeroSyntheticDataParserConfig" in result.stdout
 
 

@@ -14,6 +14,7 @@ from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.frames import normalised_to_dataset_matrix
 from nero_nerfstudio.export.mesh import (
     NoSurfaceError,
+    cut_at_table,
     evaluate_sdf_grid,
     extract_mesh,
     load_dataparser_transform,
@@ -281,3 +282,27 @@ def test_save_mesh_rejects_unknown_formats(tmp_path):
     with pytest.raises(NeroDataError, match=r"mesh\.stl.*unsupported mesh format"):
         save_mesh(trimesh.creation.box(), tmp_path / "mesh.stl")
     assert not any(tmp_path.iterdir())
+
+
+def test_cut_at_table_keeps_the_object_and_drops_the_table():
+    # A ball standing on a table slab (what Stage I reconstructs inside the unit sphere), in a tilted frame.
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=0.4)
+    ball.apply_translation([0.0, 0.0, 0.4 - 0.5])
+    slab = trimesh.creation.box(extents=[1.6, 1.6, 0.1])
+    slab.apply_translation([0.0, 0.0, -0.5 - 0.05])
+    bump = trimesh.creation.box(extents=[0.1, 0.1, 0.03])  # a bump of the reconstructed table surface
+    bump.apply_translation([0.6, 0.0, -0.5 + 0.015])
+    scene = trimesh.util.concatenate([ball, slab, bump])
+    tilt = trimesh.transformations.rotation_matrix(0.4, [1.0, 0.3, 0.0])
+    scene.apply_transform(tilt)
+    plane_normal = tilt[:3, :3] @ np.array([0.0, 0.0, 1.0])
+    table_point = tilt[:3, :3] @ np.array([0.0, 0.0, -0.5])
+    plane = np.concatenate([plane_normal, [-plane_normal @ table_point]])
+
+    cut = cut_at_table(scene, plane, offset=0.02)
+    heights = cut.vertices @ plane_normal + plane[3]
+    assert heights.min() >= 0.02 - 1e-6  # nothing of the slab or the bump is left
+    assert heights.max() == pytest.approx(0.8, abs=0.01)  # the ball's top is
+    assert len(cut.split(only_watertight=False)) == 1
+    # The kept ball is the ball above the cut: its area is nearly all of the ball's.
+    assert cut.area == pytest.approx(ball.area, rel=0.05)

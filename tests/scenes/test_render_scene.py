@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict
 
@@ -13,13 +14,14 @@ import pytest
 import trimesh
 
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.scenes import render_scene as render_scene_module
 from nero_nerfstudio.scenes.assets import FILE_MESHES, bundled_environments, load_mesh_file, resolve_mesh
 from nero_nerfstudio.scenes.render_scene import (
     BlenderRenderError,
     RenderSceneConfig,
-    run_blender_job,
     camera_rig,
     render_scene,
+    run_blender_job,
 )
 from nero_nerfstudio.scenes.similarity import Similarity
 
@@ -252,6 +254,84 @@ def test_mesh_file_with_z_up_stands_upright(tmp_path: Path) -> None:
     extent = vertices.max(axis=0) - vertices.min(axis=0)
     np.testing.assert_allclose(extent / extent[1], [1 / 3, 1, 1 / 3], atol=1e-6)
     np.testing.assert_allclose((vertices.max(0) + vertices.min(0)) / 2, 0.0, atol=1e-6)
+
+
+def _prop_hit_depth(center: np.ndarray, rays: np.ndarray, prop: Dict[str, Any]) -> np.ndarray:
+    """z-depth ``[H, W]`` where each ray (``[H, W, 3]``, camera z = 1) enters a prop's bounding sphere; inf: none."""
+    offset = center - np.asarray(prop["center"])
+    a = (rays**2).sum(-1)
+    b = 2 * rays @ offset
+    disc = b**2 - 4 * a * (offset @ offset - prop["radius"] ** 2)
+    t_near = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
+    return np.where((disc > 0) & (t_near > 0), t_near, np.inf)
+
+
+@pytest.mark.slow
+def test_tabletop_scene_stands_the_object_on_a_textured_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = RenderSceneConfig(
+        output_dir=tmp_path / "tabletop",
+        layout="custom",
+        tabletop=True,
+        num_views=6,
+        resolution=64,
+        samples=4,
+        threads=1,
+    )
+    scene = render_scene(config)
+    # The same views without the table: there the environment shows, and the object mirrors it.
+    rig = camera_rig(config)
+    monkeypatch.setattr(render_scene_module, "camera_rig", lambda _: rig)
+    bare = render_scene(replace(config, output_dir=tmp_path / "bare", tabletop=False))
+    info = _scene_info(scene)
+    assert info["tabletop"] is True and _scene_info(bare)["tabletop"] is False
+    assert "table_plane" not in _scene_info(bare)
+
+    # The object stands on the table plane: every vertex on or above it, the lowest one on it.
+    similarity = Similarity.from_json(info["similarity"])
+    normal, offset = np.asarray(info["table_plane"][:3]), info["table_plane"][3]
+    np.testing.assert_allclose(normal, info["up"], atol=1e-9)
+    vertices = np.asarray(trimesh.load(scene / "gt" / "mesh.ply", process=False).vertices)
+    height = vertices @ normal + offset
+    assert height.min() == pytest.approx(0.0, abs=1e-6 * similarity.scale)
+    assert height.max() > similarity.scale * info["mesh_radius"]
+
+    # Cameras above the table; props on it, outside the object's bounding sphere and away from the cameras.
+    _, images, _ = _read_colmap(scene)
+    w2c = np.stack([np.concatenate([images[i].qvec2rotmat(), images[i].tvec[:, None]], 1) for i in sorted(images)])
+    camera_centers = -np.einsum("nji,nj->ni", w2c[:, :, :3], w2c[:, :, 3])
+    assert (camera_centers @ normal + offset).min() > similarity.scale * info["mesh_radius"]
+    assert 4 <= len(info["props"]) <= 6
+    for prop in info["props"]:
+        center, radius = np.asarray(prop["center"]), prop["radius"]
+        assert 0 < center @ normal + offset < radius
+        assert np.linalg.norm(center - similarity.translation) > similarity.scale * info["mesh_radius"] + radius
+        assert np.linalg.norm(camera_centers - center, axis=-1).min() > 3 * radius
+
+    intrinsics = rig[1]
+    cols, rows = np.meshgrid(np.arange(info["width"]) + 0.5, np.arange(info["height"]) + 0.5)
+    camera_rays = np.stack([cols, rows, np.ones_like(cols)], -1) @ np.linalg.inv(intrinsics).T
+    for name, view_w2c, camera_center in zip(info["image_names"], w2c, camera_centers):
+        stem = Path(name).stem
+        depth = np.load(scene / "gt" / f"{stem}-depth.npy")
+        np.testing.assert_array_equal(depth, np.load(bare / "gt" / f"{stem}-depth.npy"))
+        # Below the horizon the table replaces the environment (pixels next to the object left out: anti-aliasing).
+        rays = camera_rays @ view_w2c[:, :3]
+        near_object = depth > 0
+        for axis in (0, 1):
+            near_object |= np.roll(near_object, 1, axis) | np.roll(near_object, -1, axis)
+        downward = (rays @ normal < 0) & ~near_object
+        assert downward.mean() > 0.2
+        difference = np.abs(iio.imread(scene / "images" / name) / 255 - iio.imread(bare / "images" / name) / 255)
+        assert difference.mean(-1)[downward].mean() > 0.1
+        # Props hide little of the object (measured with their bounding spheres, so an overestimate).
+        prop_depth = np.min([_prop_hit_depth(camera_center, rays, prop) for prop in info["props"]], axis=0)
+        assert (prop_depth < depth)[depth > 0].mean() < 0.1
+
+
+def test_tabletop_needs_a_colmap_layout(tmp_path: Path) -> None:
+    with pytest.raises(NeroDataError, match="tabletop needs the real or custom layout"):
+        render_scene(RenderSceneConfig(output_dir=tmp_path / "a", layout="synthetic", tabletop=True))
+    assert not (tmp_path / "a").exists()
 
 
 def test_unknown_names_and_missing_files_give_clear_errors(tmp_path: Path) -> None:

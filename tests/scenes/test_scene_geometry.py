@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import trimesh
 
-from nero_nerfstudio.scenes.camera_rig import fibonacci_sphere_directions, look_at_w2c, pinhole_intrinsics
+from nero_nerfstudio.scenes.camera_rig import (
+    fibonacci_sphere_directions,
+    look_at_w2c,
+    pinhole_intrinsics,
+    tabletop_ring_centers,
+)
 from nero_nerfstudio.scenes.ground_truth import GroundTruthCaster, GroundTruthMesh, sample_surface_points
 from nero_nerfstudio.scenes.similarity import (
     Similarity,
@@ -32,6 +37,29 @@ def test_fibonacci_directions_cover_both_hemispheres() -> None:
     assert (directions[:, 2] > 0).sum() == 16 and (directions[:, 2] < 0).sum() == 16
     assert np.abs(directions.mean(axis=0)).max() < 0.1  # evenly spread
     assert not np.allclose(directions, fibonacci_sphere_directions(32, seed=4))
+
+
+def test_tabletop_ring_walks_around_above_the_table() -> None:
+    centers = tabletop_ring_centers(40, distance=3.5, seed=2)
+    assert centers.shape == (40, 3)
+    distance = np.linalg.norm(centers, axis=-1)
+    elevation = np.degrees(np.arcsin(centers[:, 2] / distance))
+    # Every fifth of the 10-60 degree band holds a fifth of the views (stratified), above any table under the object.
+    np.testing.assert_array_equal(np.histogram(elevation, bins=5, range=(10.0, 60.0))[0], 8)
+    assert centers[:, 2].min() >= 3.5 * 0.9 * np.sin(np.radians(10.0)) > 0
+    # Heights go down and up three times along the ring, in steps of at most about 6 strata (7.5 degrees).
+    height_steps = np.diff(elevation, append=elevation[:1])
+    assert np.abs(height_steps).max() < 10.0
+    assert (np.diff(np.sign(height_steps), append=np.sign(height_steps[:1])) != 0).sum() == 6
+    # Distances are jittered within 10 %.
+    assert 3.5 * 0.9 <= distance.min() and distance.max() <= 3.5 * 1.1 and distance.std() > 0.1
+    # One walk around, in order, with no two views at the same azimuth.
+    steps = np.diff(np.unwrap(np.arctan2(centers[:, 1], centers[:, 0])))
+    assert steps.min() > 0 and steps.sum() < 2 * np.pi
+    assert not np.allclose(centers, tabletop_ring_centers(40, distance=3.5, seed=3))
+    band = tabletop_ring_centers(10, 1.0, seed=0, min_elevation_deg=20.0, max_elevation_deg=30.0)
+    band_elevation = np.degrees(np.arcsin(band[:, 2] / np.linalg.norm(band, axis=-1)))
+    assert 20.0 <= band_elevation.min() and band_elevation.max() <= 30.0
 
 
 def test_look_at_points_cameras_at_origin_with_z_up() -> None:

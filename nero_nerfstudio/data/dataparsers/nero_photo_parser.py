@@ -1,0 +1,231 @@
+"""What the photo formats (nero-real, nero-custom, nero-nerfstudio) share: the options that place the object, the
+order in which flags, files and the automatic estimate decide its sphere, up and forward, and the outputs built from
+the cameras and that frame.
+
+Imported by dataparser entry-point modules, so only light imports here (see architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nero_nerfstudio.core.camera_conventions import camera_centers
+from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.data.dataparsers.nero_parser_common import nero_cameras, nero_metadata, split_indices
+from nero_nerfstudio.data.image_resize import cached_downscaled_images, raw_target_size, scale_intrinsics
+from nero_nerfstudio.data.normalization import apply_to_w2c, check_cameras_outside_unit_sphere, frame_rotation
+from nero_nerfstudio.data.object_frame import (
+    FRAME_FILE_NAME,
+    ObjectFrame,
+    describe,
+    estimate_object_frame,
+    forward_towards_camera,
+    point_cloud_sphere,
+)
+
+Vector3 = Tuple[float, float, float]
+
+
+@dataclass
+class NeroPhotoDataParserConfig(DataParserConfig):
+    """Options of every photographed-object format."""
+
+    data: Path = Path()
+    """Folder of one object."""
+    up: Optional[Vector3] = None
+    """Up direction in the dataset frame (becomes +z); wins over every file and the estimate."""
+    forward: Optional[Vector3] = None
+    """Forward direction in the dataset frame (its part orthogonal to up becomes +x)."""
+    object_center: Optional[Vector3] = None
+    """Centre of the object's bounding sphere in the dataset frame; wins over every file and the estimate."""
+    object_radius: Optional[float] = None
+    """Radius of the object's bounding sphere in the dataset frame (with --object-center)."""
+    frame_file: Optional[Path] = None
+    """A nero_frame.json (written by a run or nero-process-data, maybe edited): centre, radius, up, forward, table.
+    Without it, the dataset folder's nero_frame.json is used for what no other file gives."""
+    max_resolution: Optional[int] = 1024
+    """NeRO's raw_<N>: blur and downscale so the long image side is at most N (cached in images_raw_<N>/). None keeps
+    the originals."""
+    split_mode: Literal["validation", "all"] = "validation"
+    """validation: NeRO's setup (one held-out image, seed 6033); all: also train on that image."""
+    fixed_camera: bool = False
+    """Keep the camera height for the photographer frame (NeRO drops the photographer to the object's height)."""
+
+
+@dataclass
+class FrameSources:
+    """What a format's own files say about the object (each ``None`` when the format or folder lacks it)."""
+
+    object_points: Optional[Tuple[np.ndarray, Path]] = None
+    """``[P, 3]`` object-only points (NeRO's ``object_point_cloud.ply``) and their file."""
+    up_forward: Optional[Tuple[np.ndarray, np.ndarray, Path]] = None
+    """Up, forward and the file (or folder) they came from (``meta_info.txt``, NeRO's GlossyReal table)."""
+
+
+def _given_sphere(config: NeroPhotoDataParserConfig) -> Optional[Tuple[np.ndarray, float]]:
+    if (config.object_center is None) != (config.object_radius is None):
+        raise NeroDataError(config.data, "give both --object-center and --object-radius, or neither")
+    if config.object_center is None or config.object_radius is None:
+        return None
+    center = np.asarray(config.object_center, dtype=np.float64)
+    if not np.all(np.isfinite(center)) or not config.object_radius > 0:
+        raise NeroDataError(config.data, "--object-center must be finite and --object-radius positive")
+    return center, float(config.object_radius)
+
+
+def resolve_object_frame(
+    config: NeroPhotoDataParserConfig,
+    sources: FrameSources,
+    w2c: np.ndarray,
+    intrinsics: np.ndarray,
+    sizes: Sequence[Tuple[int, int]],
+    sparse_points: Callable[[], Optional[np.ndarray]],
+    cameras_source: Path,
+) -> ObjectFrame:
+    """The object's frame: for the sphere and for up/forward, the first of flags, ``--frame-file``, the format's own
+    files, the dataset's ``nero_frame.json``, the estimate (:func:`estimate_object_frame`).
+
+    Raises:
+        NeroDataError: naming the file at fault: a bad flag or file, an estimate that fails, or a sphere that holds
+            a camera.
+
+    Args:
+        w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses (dataset frame), for the estimate.
+        intrinsics: ``[N, 3, 3]``; ``sizes``: ``(width, height)`` per view.
+        sparse_points: returns the structure-from-motion points ``[P, 3]`` (or ``None``); called only when estimating.
+        cameras_source: the poses' file, named in errors of the estimate.
+    """
+    data = config.data
+    if (config.up is None) != (config.forward is None):
+        raise NeroDataError(data, "give both --up and --forward, or neither")
+    frame_files = []
+    if config.frame_file is not None:
+        frame_files.append(ObjectFrame.read(config.frame_file))
+    if (data / FRAME_FILE_NAME).is_file():
+        frame_files.append(ObjectFrame.read(data / FRAME_FILE_NAME))
+
+    # The sphere, how it was found, and the file (or folder) an error about it names.
+    sphere: Optional[Tuple[np.ndarray, float, str]] = None
+    sphere_file: Path = cameras_source
+    given = _given_sphere(config)
+    if given is not None:
+        sphere, sphere_file = (*given, "--object-center / --object-radius"), data
+    elif config.frame_file is not None:
+        sphere, sphere_file = (frame_files[0].center, frame_files[0].radius, f"{config.frame_file}"), config.frame_file
+    elif sources.object_points is not None:
+        points, sphere_file = sources.object_points
+        sphere = (*point_cloud_sphere(points, sphere_file), f"bounding box of {sphere_file}")
+    elif frame_files:
+        sphere, sphere_file = (frame_files[0].center, frame_files[0].radius, f"{data / FRAME_FILE_NAME}"), (
+            data / FRAME_FILE_NAME
+        )
+
+    orientation: Optional[Tuple[np.ndarray, np.ndarray, str]] = None
+    if config.up is not None and config.forward is not None:
+        orientation = (np.asarray(config.up, dtype=np.float64), np.asarray(config.forward, dtype=np.float64), "--up / --forward")
+    elif config.frame_file is not None:
+        orientation = (frame_files[0].up, frame_files[0].forward, f"{config.frame_file}")
+    elif sources.up_forward is not None:
+        up, forward, origin = sources.up_forward
+        orientation = (up, forward, f"{origin}")
+    elif frame_files:
+        orientation = (frame_files[0].up, frame_files[0].forward, f"{data / FRAME_FILE_NAME}")
+
+    table_plane = frame_files[0].table_plane if frame_files else None
+    how: Dict[str, str] = dict(frame_files[0].how) if frame_files else {}
+    estimated = sphere is None or orientation is None
+    if estimated:
+        estimate = estimate_object_frame(w2c, intrinsics, sizes, sparse_points(), source=cameras_source)
+        if orientation is None:
+            up = estimate.up
+            center = estimate.center if sphere is None else sphere[0]
+            # Forward points at the first camera from the object's centre, wherever that came from.
+            forward = forward_towards_camera(camera_centers(w2c[:1])[0], center, up, cameras_source)
+            orientation = (up, forward, "")
+            how.update(up=estimate.how["up"], forward=estimate.how["forward"])
+        if sphere is None:
+            sphere = (estimate.center, estimate.radius, "")
+            how.update(center=estimate.how["center"], radius=estimate.how["radius"])
+        if not frame_files:
+            table_plane = estimate.table_plane
+            how["table_plane"] = estimate.how["table_plane"]
+    center, radius, sphere_origin = sphere
+    up, forward, orientation_origin = orientation
+    if sphere_origin:
+        how["center"] = how["radius"] = sphere_origin
+    if orientation_origin:
+        how["up"] = how["forward"] = orientation_origin
+    rotation = frame_rotation(up, forward, orientation_origin or cameras_source)
+    frame = ObjectFrame(center, radius, rotation[2], rotation[0], table_plane, how)
+    check_cameras_outside_unit_sphere(
+        apply_to_w2c(w2c, rotation, center, 1.0 / radius), source=sphere_file, sphere_origin=how["center"]
+    )
+    CONSOLE.print("Object frame (dataset coordinates):\n  " + "\n  ".join(describe(frame)), soft_wrap=True)
+    if estimated:
+        CONSOLE.print(
+            f"[bold yellow]Parts of the object frame were estimated: check them in the run folder's {FRAME_FILE_NAME} "
+            "(the viewer shows the unit sphere); edit that file and pass it back with --frame-file to correct them.",
+            soft_wrap=True,
+        )
+    return frame
+
+
+def photo_dataparser_outputs(
+    config: NeroPhotoDataParserConfig,
+    split: str,
+    image_ids: List[str],
+    images_dir: Path,
+    image_names: List[str],
+    w2c: np.ndarray,
+    intrinsics: np.ndarray,
+    sizes: Sequence[Tuple[int, int]],
+    frame: ObjectFrame,
+    dataset_format: Literal["real", "custom"],
+) -> DataparserOutputs:
+    """The split's cameras in the normalised frame, its images at NeRO's resolution, and the metadata.
+
+    Args:
+        image_ids: NeRO id of every image (the validation split draws from them).
+        images_dir: folder the ``image_names`` are relative to.
+        w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses in the dataset frame.
+        intrinsics: ``[N, 3, 3]``; ``sizes``: ``(width, height)`` of each image.
+        frame: the object's frame (:func:`resolve_object_frame`).
+    """
+    rotation, center, scale = frame.rotation(), frame.center, 1.0 / frame.radius
+    normalised_w2c = apply_to_w2c(w2c, rotation, center, scale)
+    indices = split_indices(image_ids, split, config.split_mode)
+    names = [image_names[i] for i in indices]
+    split_sizes = [tuple(sizes[i]) for i in indices]
+    split_intrinsics = np.asarray(intrinsics)[indices]
+    if config.max_resolution is None:
+        image_paths = [images_dir / name for name in names]
+    else:
+        target_sizes = [raw_target_size(w, h, config.max_resolution) for w, h in split_sizes]
+        split_intrinsics = np.stack(
+            [scale_intrinsics(k, s, t) for k, s, t in zip(split_intrinsics, split_sizes, target_sizes)]
+        )
+        image_paths = cached_downscaled_images(images_dir, names, target_sizes, config.max_resolution)
+        split_sizes = target_sizes
+
+    transform = np.concatenate([rotation, -(rotation @ center)[:, None]], axis=1)
+    metadata = nero_metadata(
+        [image_ids[i] for i in indices], normalised_w2c[indices], dataset_format, fixed_camera=config.fixed_camera
+    )
+    metadata[NeroKey.OBJECT_FRAME] = frame
+    return DataparserOutputs(
+        image_filenames=image_paths,
+        cameras=nero_cameras(normalised_w2c[indices], split_intrinsics, split_sizes),
+        scene_box=SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
+        metadata=metadata,
+        dataparser_transform=torch.as_tensor(transform, dtype=torch.float32),
+        dataparser_scale=float(scale),
+    )
