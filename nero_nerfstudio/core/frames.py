@@ -37,3 +37,18 @@ def dataset_to_normalised(
     """Dataset-frame points moved to the normalised frame (float64)."""
     matrix = dataset_to_normalised_matrix(transform, scale)
     return np.asarray(points, dtype=np.float64) @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def dataset_plane_to_normalised(
+    plane: Float[np.ndarray, "4"], transform: Float[np.ndarray, "3 4"], scale: float
+) -> Float[np.ndarray, "4"]:
+    """A plane ``n . x + d = 0`` of the dataset frame in the normalised frame, with a unit normal.
+
+    From ``x_d = A x_n + b`` (:func:`normalised_to_dataset_matrix`): ``(A^T n) . x_n + (n . b + d) = 0``.
+    """
+    matrix = normalised_to_dataset_matrix(transform, scale)
+    plane = np.asarray(plane, dtype=np.float64)
+    normal = matrix[:3, :3].T @ plane[:3]
+    offset = float(plane[:3] @ matrix[:3, 3] + plane[3])
+    norm = float(np.linalg.norm(normal))
+    return np.concatenate([normal, [offset]]) / norm

@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2  # opencv-python-headless ships with nerfstudio, whose cameras module imports it anyway
 import numpy as np
@@ -103,7 +103,11 @@ def _is_rgb_of_size(path: Path, size: Tuple[int, int]) -> bool:
 
 
 def cached_downscaled_images(
-    images_dir: Path, image_names: Sequence[str], target_sizes: Sequence[Tuple[int, int]], max_resolution: int
+    images_dir: Path,
+    image_names: Sequence[str],
+    target_sizes: Sequence[Tuple[int, int]],
+    max_resolution: int,
+    cache_dir: Optional[Path] = None,
 ) -> List[Path]:
     """Downscaled RGB copies in ``<images_dir>/../<images_dir name>_raw_<N>/<name>`` (``images_raw_<N>`` for
     ``images/``), made once and reused.
@@ -117,8 +121,9 @@ def cached_downscaled_images(
     Returns:
         Paths of the images to use, in the input order; images already at their target size are not copied.
     """
-    # Named after the source folder: an undistorted set (images_undistorted/) must not share the originals' cache.
-    cache_dir = images_dir.parent / f"{images_dir.name}_raw_{max_resolution}"
+    if cache_dir is None:
+        # Named after the source folder: an undistorted set (images_undistorted/) must not share the originals' cache.
+        cache_dir = images_dir.parent / f"{images_dir.name}_raw_{max_resolution}"
     used_paths: List[Path] = []
     todo: List[Tuple[Path, Path, Tuple[int, int]]] = []
     for name, size in zip(image_names, target_sizes):

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Union
 
 import numpy as np
 
@@ -97,27 +97,21 @@ def check_cameras_outside_unit_sphere(
         )
 
 
-def estimate_up_forward(
+def camera_ring_up(
     centers: np.ndarray,
     optical_axes: np.ndarray,
     object_center: np.ndarray,
     source: Union[str, Path] = "cameras",
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Guesses up and forward for a capture where cameras circle the object.
-
-    Up is the normal of the plane the cameras lie closest to (least squares), signed to point from the object
-    towards the cameras (people photograph from above). When the cameras are level with the object the sign comes
-    from the viewing directions instead (cameras look down, against up). Forward points towards the first camera,
-    made orthogonal to up.
+) -> np.ndarray:
+    """``[3]`` unit normal of the plane the cameras lie closest to (least squares), signed to point from the object
+    towards the cameras (people photograph from above); when the cameras are level with the object, signed against
+    the mean viewing direction (cameras look down, against up).
 
     Args:
         centers: ``[N, 3]`` camera centres.
         optical_axes: ``[N, 3]`` viewing directions (third row of each OpenCV world-to-camera rotation).
         object_center: ``[3]`` object centre.
         source: file named in errors.
-
-    Returns:
-        ``up`` ``[3]`` and ``forward`` ``[3]``, unit vectors, orthogonal.
     """
     centers = np.asarray(centers, dtype=np.float64)
     optical_axes = np.asarray(optical_axes, dtype=np.float64)
@@ -127,21 +121,24 @@ def estimate_up_forward(
     offsets = centers - centers.mean(axis=0)
     _, singular_values, right_vectors = np.linalg.svd(offsets, full_matrices=False)
     if singular_values[1] < 1e-6 * max(singular_values[0], 1e-12):
-        raise NeroDataError(source, "cameras lie on a line; cannot estimate the up direction, write meta_info.txt")
+        raise NeroDataError(source, "cameras lie on a line; cannot estimate the up direction, give --up and --forward")
     up = right_vectors[2]
-
     height = float(up @ (centers.mean(axis=0) - object_center))
     spread = float(np.linalg.norm(offsets, axis=1).mean())
     if abs(height) > 1e-3 * spread:
-        up = up if height > 0 else -up
-    else:
-        up = up if float(up @ optical_axes.mean(axis=0)) < 0 else -up
+        return up if height > 0 else -up
+    return up if float(up @ optical_axes.mean(axis=0)) < 0 else -up
 
-    to_first_camera = centers[0] - object_center
-    forward = to_first_camera - (to_first_camera @ up) * up
-    norm = np.linalg.norm(forward)
-    if norm < 1e-9 * max(np.linalg.norm(to_first_camera), 1e-12):
+
+def forward_towards_camera(
+    camera_center: np.ndarray, object_center: np.ndarray, up: np.ndarray, source: Union[str, Path] = "cameras"
+) -> np.ndarray:
+    """``[3]`` unit direction from ``object_center`` towards a camera, made orthogonal to the unit ``up``."""
+    to_camera = np.asarray(camera_center, dtype=np.float64) - np.asarray(object_center, dtype=np.float64)
+    forward = to_camera - (to_camera @ up) * up
+    norm = float(np.linalg.norm(forward))
+    if norm < 1e-9 * max(float(np.linalg.norm(to_camera)), 1e-12):
         raise NeroDataError(
-            source, "the first camera is straight above the object; cannot pick forward, write meta_info.txt"
+            source, "the first camera is straight above the object; cannot pick forward, give --up and --forward"
         )
-    return up, forward / norm
+    return forward / norm

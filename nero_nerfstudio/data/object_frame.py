@@ -12,8 +12,9 @@ Estimation, in the dataset (COLMAP) frame:
    camera ring and the cameras are above it; its normal, towards the cameras, is up;
 3. the object: sparse points above the table that sit near the image centre in most views (props and walls around
    the object do so only in the few views that look past the object at them);
-4. the sphere: centred on those points' bounding box, extended down to the table (the object stands on it), with a
-   margin; without object points, a sphere around the aim point that fits in every view.
+4. the sphere: centred on the aim point (photographers centre the object) kept inside those points' bounding box,
+   which reaches down to the table (the object stands on it), and a margin over the farthest point; without object
+   points, a sphere around the aim point that fits in every view.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.data.normalization import estimate_up_forward, frame_rotation
+from nero_nerfstudio.data.normalization import camera_ring_up, forward_towards_camera, frame_rotation
 from nero_nerfstudio.utils.io import atomic_write_bytes
 
 FRAME_FILE_NAME = "nero_frame.json"
@@ -80,16 +81,6 @@ class ObjectFrame:
         """``[3, 3]`` rotation into the normalised frame (rows: forward, up x forward, up)."""
         return frame_rotation(self.up, self.forward)
 
-    def table_plane_normalised(self) -> Optional[np.ndarray]:
-        """``[4]`` the table ``n . x + d = 0`` in the normalised frame ``x_n = R (x - center) / radius``, or ``None``.
-
-        From ``x = center + radius R^T x_n``: ``(R n) . x_n + (n . center + d) / radius = 0``.
-        """
-        if self.table_plane is None:
-            return None
-        normal, offset = self.table_plane[:3], float(self.table_plane[3])
-        return np.concatenate([self.rotation() @ normal, [(float(normal @ self.center) + offset) / self.radius]])
-
     def to_json(self) -> dict:
         """The frame as plain JSON values (what :meth:`write` saves)."""
         return {
@@ -118,8 +109,10 @@ class ObjectFrame:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise NeroDataError(path, f"not a readable JSON file ({error})") from error
-        if not isinstance(data, dict):
-            raise NeroDataError(path, "expected a JSON object with center, radius, up, forward")
+        if not isinstance(data, dict) or data.get("format", _FRAME_FORMAT) != _FRAME_FORMAT:
+            raise NeroDataError(
+                path, "not an object frame file (nero_frame.json: a JSON object with center, radius, up, forward)"
+            )
 
         def vector(name: str, required: bool = True, size: int = 3) -> Optional[np.ndarray]:
             value = data.get(name)
@@ -278,18 +271,6 @@ def _framing_radius(aim: np.ndarray, w2c: np.ndarray, intrinsics: np.ndarray, si
     return float(np.min(distances * np.sin(_FRAMING_FRACTION * half_fov)))
 
 
-def forward_towards_camera(
-    first_center: np.ndarray, center: np.ndarray, up: np.ndarray, source: Union[str, Path]
-) -> np.ndarray:
-    """``[3]`` unit direction from ``center`` towards a camera at ``first_center``, made orthogonal to unit ``up``."""
-    to_camera = first_center - center
-    forward = to_camera - (to_camera @ up) * up
-    norm = float(np.linalg.norm(forward))
-    if norm < 1e-9 * max(float(np.linalg.norm(to_camera)), 1e-12):
-        raise NeroDataError(source, "the first camera is straight above the object; cannot pick forward")
-    return forward / norm
-
-
 def estimate_object_frame(
     w2c: np.ndarray,
     intrinsics: np.ndarray,
@@ -317,7 +298,7 @@ def estimate_object_frame(
     optical_axes = w2c[:, 2, :3]
     aim = convergence_point(centers, optical_axes, source)
     camera_distance = float(np.median(np.linalg.norm(centers - aim, axis=-1)))
-    ring_up, _ = estimate_up_forward(centers, optical_axes, aim, source)
+    ring_up = camera_ring_up(centers, optical_axes, aim, source)
     how: Dict[str, str] = {}
 
     near: np.ndarray = np.empty((0, 3))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
-from nero_nerfstudio.data.object_frame import point_cloud_sphere
+from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame, point_cloud_sphere
 from nero_nerfstudio.utils.colmap_io import find_model_folder, read_colmap_cameras, read_point_cloud
 from nero_nerfstudio.utils.synthetic_io import load_camera_pickle, synthetic_view_ids
 
@@ -96,11 +96,15 @@ def dataset_to_normalized_scale(folder: Path) -> float:
     """Length scale from the dataset frame to NeRO's normalised frame (method.md §2.2).
 
     GlossySynthetic is already normalised (1). GlossyReal/custom: ``1 / max ‖x - c‖`` over
-    ``object_point_cloud.ply`` with ``c`` its bounding-box centre; the rotation and centre do not change distances.
+    ``object_point_cloud.ply`` with ``c`` its bounding-box centre, or without it ``1 / radius`` of the folder's
+    ``nero_frame.json``; the rotation and centre do not change distances.
     """
     if scene_layout(folder) == "synthetic":
         return 1.0
     path = folder / "object_point_cloud.ply"
+    if not path.exists() and (folder / FRAME_FILE_NAME).is_file():
+        # A folder of own photos (nero-process-data): the sphere of its object frame.
+        return 1.0 / ObjectFrame.read(folder / FRAME_FILE_NAME).radius
     return 1.0 / point_cloud_sphere(read_point_cloud(path), path)[1]
 
 

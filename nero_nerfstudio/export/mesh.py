@@ -221,7 +221,7 @@ def cut_at_table(
         return above
     pieces = above.split(only_watertight=False)
     kept = [piece for piece in pieces if float((piece.vertices @ normal + distance).max()) > 3.0 * offset]
-    return trimesh.util.concatenate(kept) if kept else above
+    return trimesh.util.concatenate(kept) if kept else trimesh.Trimesh()
 
 
 def load_dataparser_transform(path: Path) -> Tuple[Float[np.ndarray, "3 4"], float]:

@@ -17,6 +17,9 @@ import tyro
 from rich.console import Console
 
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.frames import dataset_plane_to_normalised
+from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
+from nero_nerfstudio.export.materials import ExportMaterials
 from nero_nerfstudio.export.mesh import (
     DEFAULT_CHUNK_SIZE,
     MESH_SUFFIXES,
@@ -27,8 +30,6 @@ from nero_nerfstudio.export.mesh import (
     save_mesh,
     transform_to_dataset_frame,
 )
-from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
-from nero_nerfstudio.export.materials import ExportMaterials
 from nero_nerfstudio.utils.run_loading import find_checkpoint_dir, load_pipeline
 
 CONSOLE = Console()
@@ -73,8 +74,14 @@ class ExportMesh:
         # Input checks that need no network come first: a typo should not cost a whole extraction.
         if output_path.suffix.lower() not in MESH_SUFFIXES:
             raise NeroDataError(output_path, f"unsupported mesh format; use one of {', '.join(MESH_SUFFIXES)}")
+        if not self.table_offset >= 0:
+            raise NeroDataError(self.load_config, f"--table-offset must be >= 0, got {self.table_offset}")
         find_checkpoint_dir(self.load_config)
-        if self.frame == "dataset":
+        frame_path = run_dir / FRAME_FILE_NAME
+        table_plane = None
+        if frame_path.is_file() and not self.keep_table:
+            table_plane = ObjectFrame.read(frame_path).table_plane
+        if self.frame == "dataset" or table_plane is not None:
             transform, scale = load_dataparser_transform(run_dir / DATAPARSER_TRANSFORMS_FILE)
         pipeline, _, step = load_pipeline(self.load_config)
         field = getattr(pipeline.model, "field", None)
@@ -91,16 +98,14 @@ class ExportMesh:
         except NoSurfaceError as error:
             raise NeroDataError(self.load_config, f"step {step}: {error}") from error
         table_note = ""
-        frame_path = run_dir / FRAME_FILE_NAME
-        if frame_path.is_file() and not self.keep_table:
-            table_plane = ObjectFrame.read(frame_path).table_plane_normalised()
-            if table_plane is not None:
-                mesh = cut_at_table(mesh, table_plane, self.table_offset)
-                table_note = f", cut at the table of {frame_path.name} (--keep-table keeps it)"
-                if len(mesh.faces) == 0:
-                    raise NeroDataError(
-                        frame_path, "nothing of the mesh is above the table plane; fix the plane or use --keep-table"
-                    )
+        if table_plane is not None:
+            # Through the run's own transform: the frame file may have been edited since training.
+            mesh = cut_at_table(mesh, dataset_plane_to_normalised(table_plane, transform, scale), self.table_offset)
+            table_note = f", cut at the table of {frame_path.name} (--keep-table keeps it)"
+            if len(mesh.faces) == 0:
+                raise NeroDataError(
+                    frame_path, "nothing of the mesh is above the table plane; fix the plane or use --keep-table"
+                )
         if self.frame == "dataset":
             mesh = transform_to_dataset_frame(mesh, transform, scale)
         save_mesh(mesh, output_path)

@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import List
 
 import tyro
 from rich.console import Console
@@ -58,23 +59,34 @@ class ProcessData:
             raise NeroDataError(self.images, f"--max-image-size must be at least 64, got {self.max_image_size}")
         photos = list_photos(self.images)
         self._check_output_dir()
-        start = time.perf_counter()
         created = not self.output_dir.exists()
         try:
-            with CONSOLE.status("Structure-from-motion") as status:
-                result = run_sfm(
-                    photos,
-                    self.output_dir,
-                    matcher=self.matcher,
-                    max_image_size=self.max_image_size,
-                    num_threads=self.threads,
-                    stage=lambda text: status.update(f"[bold]{text}"),
-                )
+            self._process(photos)
         except BaseException:
-            # A failed run leaves no half-made folder behind, so the same command can simply be run again.
+            # A failed run leaves the output folder as it found it (absent or empty), so the same command can run
+            # again.
             if created:
                 shutil.rmtree(self.output_dir, ignore_errors=True)
+            elif self.output_dir.is_dir():
+                for path in self.output_dir.iterdir():
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
             raise
+
+    def _process(self, photos: List[Path]) -> None:
+        """SfM into the output folder, then the object frame beside it."""
+        start = time.perf_counter()
+        with CONSOLE.status("Structure-from-motion") as status:
+            result = run_sfm(
+                photos,
+                self.output_dir,
+                matcher=self.matcher,
+                max_image_size=self.max_image_size,
+                num_threads=self.threads,
+                stage=lambda text: status.update(f"[bold]{text}"),
+            )
         CONSOLE.print(
             f"SfM registered {result.num_registered} of {result.num_images} photos, {result.num_points} sparse points "
             f"({time.perf_counter() - start:.0f} s)",

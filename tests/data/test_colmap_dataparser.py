@@ -148,7 +148,7 @@ def _meta(scene, folder):
          "object_point_cloud.ply", "inside"),
         (lambda s, f: (_meta(s, f), (f / "images" / "img_003.png").unlink()), "img_003.png", "missing"),
         (lambda s, f: (_meta(s, f), write_rgb(f / "images" / "img_003.png", WIDTH + 2, HEIGHT)), "img_003.png",
-         "differs from its COLMAP camera"),
+         "differs from the size .* in .*cameras.bin"),
     ],
 )
 def test_bad_input_names_the_file(tmp_path, damage, file_name, problem):
@@ -172,10 +172,12 @@ def test_opencv_camera_photos_are_undistorted(tmp_path):
     write_colmap_scene(tmp_path, count=6, model="OPENCV")
     outputs = parse_custom(tmp_path, max_resolution=None, split_mode="all")
     assert all(path.parent == tmp_path / "images_undistorted" for path in outputs.image_filenames)
-    k = intrinsics()
+    k, coefficients = intrinsics(), np.array([-0.05, 0.01, 0.002, -0.001, 0.0])
+    new_k, _ = cv2.getOptimalNewCameraMatrix(k, coefficients, (WIDTH, HEIGHT), 0.0, (WIDTH, HEIGHT))
     original = np.asarray(Image.open(tmp_path / "images" / outputs.image_filenames[0].name).convert("RGB"))
-    expected = cv2.undistort(original, k, np.array([-0.05, 0.01, 0.002, -0.001, 0.0]), None, k)
+    expected = cv2.undistort(original, k, coefficients, None, new_k)
     np.testing.assert_array_equal(np.asarray(Image.open(outputs.image_filenames[0])), expected)
+    np.testing.assert_allclose(outputs.cameras.fx[0].item(), new_k[0, 0], rtol=1e-5)
 
 
 def test_unsupported_camera_model_and_missing_model(tmp_path):
@@ -184,3 +186,39 @@ def test_unsupported_camera_model_and_missing_model(tmp_path):
         parse_custom(tmp_path)
     with pytest.raises(NeroDataError, match="no COLMAP binary model"):
         parse_custom(tmp_path / "images")
+
+
+def test_frame_precedence_flags_frame_file_nero_files_dataset_frame(tmp_path):
+    """--frame-file beats NeRO's files, which beat the dataset's nero_frame.json; without any of them the frame is
+    estimated (here from the cameras alone: the COLMAP model has no points) and saved for the run."""
+    from nero_nerfstudio.core.keys import NeroKey
+    from nero_nerfstudio.data.object_frame import ObjectFrame
+
+    scene = write_colmap_scene(tmp_path / "obj", count=8)
+    folder = tmp_path / "obj"
+    write_meta_info(folder, scene["up"], scene["forward"])
+    from_nero_files = parse_custom(folder, split_mode="all").metadata[NeroKey.OBJECT_FRAME]
+    assert "object_point_cloud.ply" in from_nero_files.how["center"] and "meta_info.txt" in from_nero_files.how["up"]
+
+    # A dataset nero_frame.json with another sphere and up loses to NeRO's files...
+    other = ObjectFrame(center=from_nero_files.center + 0.1, radius=1.4 * from_nero_files.radius,
+                        up=from_nero_files.forward, forward=from_nero_files.up)
+    other.write(folder / "nero_frame.json")
+    again = parse_custom(folder, split_mode="all").metadata[NeroKey.OBJECT_FRAME]
+    np.testing.assert_allclose(again.center, from_nero_files.center)
+    np.testing.assert_allclose(again.up, from_nero_files.up)
+    # ... and --frame-file beats them (a broken object_point_cloud.ply is then not even read).
+    other.write(tmp_path / "edited.json")
+    (folder / "object_point_cloud.ply").write_text("ply\nnonsense\n")
+    edited = parse_custom(folder, split_mode="all", frame_file=tmp_path / "edited.json")
+    frame = edited.metadata[NeroKey.OBJECT_FRAME]
+    np.testing.assert_allclose(frame.center, other.center)
+    np.testing.assert_allclose(frame.up, other.up)
+    assert edited.dataparser_scale == pytest.approx(1.0 / other.radius)
+
+    # Without NeRO's files and a frame file: estimated from the cameras, said so.
+    for name in ("object_point_cloud.ply", "meta_info.txt", "nero_frame.json"):
+        (folder / name).unlink()
+    estimated = parse_custom(folder, split_mode="all").metadata[NeroKey.OBJECT_FRAME]
+    assert "a guess" in estimated.how["radius"] and "camera ring" in estimated.how["up"]
+    np.testing.assert_allclose(np.abs(estimated.up @ scene["up"]), 1.0, atol=0.02)

@@ -115,14 +115,24 @@ def test_distorted_photos_are_undistorted_once(tmp_path):
     assert all(path.parent == tmp_path / UNDISTORTED_FOLDER for path in paths)
     meta = json.loads((tmp_path / "transforms.json").read_text())
     k = np.array([[meta["fl_x"], 0, meta["cx"]], [0, meta["fl_y"], meta["cy"]], [0, 0, 1]])
+    coefficients = np.array([-0.08, 0.01, 0.001, -0.0005, 0.0])
+    # Cropped to the largest pinhole view with no empty corner; the cameras get that view's matrix.
+    new_k, _ = cv2.getOptimalNewCameraMatrix(k, coefficients, SIZE, 0.0, SIZE)
     original = np.asarray(Image.open(tmp_path / "images" / paths[0].name).convert("RGB"))
-    expected = cv2.undistort(original, k, np.array([-0.08, 0.01, 0.001, -0.0005, 0.0]), None, k)
-    np.testing.assert_array_equal(np.asarray(Image.open(paths[0])), expected)
-    assert not np.array_equal(expected, original)
-    np.testing.assert_allclose(outputs.cameras.fx[0].item(), meta["fl_x"], rtol=1e-6)  # the pinhole K is kept
+    undistorted = np.asarray(Image.open(paths[0]))
+    np.testing.assert_array_equal(undistorted, cv2.undistort(original, k, coefficients, None, new_k))
+    assert not np.array_equal(undistorted, original)
+    assert undistorted[[0, 0, -1, -1], [0, -1, 0, -1]].min() > 0  # no black corner
+    np.testing.assert_allclose(outputs.cameras.fx[0].item(), new_k[0, 0], rtol=1e-5)
+    np.testing.assert_allclose(outputs.cameras.cy[0].item(), new_k[1, 2], rtol=1e-5)
     mtime = paths[0].stat().st_mtime_ns
     _parse(tmp_path, **frame_options)
     assert paths[0].stat().st_mtime_ns == mtime  # reused, not rewritten
+    # Other coefficients (SfM run again): the copies are made again.
+    meta["k1"] = -0.02
+    (tmp_path / "transforms.json").write_text(json.dumps(meta))
+    _parse(tmp_path, **frame_options)
+    assert paths[0].stat().st_mtime_ns != mtime
 
 
 def _edit(key, value):

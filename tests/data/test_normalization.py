@@ -3,18 +3,19 @@ modes."""
 
 import numpy as np
 import pytest
+from nero_fixtures import look_at_w2c, random_rotation, ring_centers
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.normalization import (
     apply_to_points,
     apply_to_w2c,
+    camera_ring_up,
     check_cameras_outside_unit_sphere,
-    estimate_up_forward,
+    forward_towards_camera,
     frame_rotation,
 )
 from nero_nerfstudio.data.object_frame import point_cloud_sphere
-from nero_fixtures import look_at_w2c, random_rotation, ring_centers
 
 
 def test_random_similarity_round_trips():
@@ -72,7 +73,7 @@ def test_camera_inside_unit_sphere_is_refused():
 
 
 @pytest.mark.parametrize("height", [1.5, 0.0])
-def test_estimate_up_forward_recovers_a_tilted_ring(height):
+def test_camera_ring_up_and_forward_recover_a_tilted_ring(height):
     rng = np.random.default_rng(3)
     rotation0 = random_rotation(rng)  # rows: true forward, side, up in the dataset frame
     object_center = rng.normal(size=3)
@@ -82,17 +83,20 @@ def test_estimate_up_forward_recovers_a_tilted_ring(height):
     centers = ring @ rotation0 + object_center
     optical_axes = w2c_normalised[:, 2, :3] @ rotation0
 
-    up, forward = estimate_up_forward(centers, optical_axes, object_center)
+    up = camera_ring_up(centers, optical_axes, object_center)
+    forward = forward_towards_camera(centers[0], object_center, up)
     np.testing.assert_allclose(up, rotation0[2], atol=0.02)
     expected_forward = ring[0] * [1, 1, 0] / np.linalg.norm(ring[0, :2])
     np.testing.assert_allclose(forward, expected_forward @ rotation0, atol=0.02)
     assert abs(up @ forward) < 1e-9
 
 
-def test_estimate_up_forward_refuses_cameras_on_a_line():
+def test_camera_ring_up_refuses_cameras_on_a_line_and_forward_a_camera_overhead():
     centers = np.stack([np.linspace(0, 1, 5), np.zeros(5), np.zeros(5)], axis=1)
     with pytest.raises(NeroDataError, match="images.bin: .*line"):
-        estimate_up_forward(centers, np.tile([0, 1.0, 0], (5, 1)), np.zeros(3), source="images.bin")
+        camera_ring_up(centers, np.tile([0, 1.0, 0], (5, 1)), np.zeros(3), source="images.bin")
+    with pytest.raises(NeroDataError, match="images.bin: the first camera is straight above"):
+        forward_towards_camera(np.array([0.0, 0.0, 3.0]), np.zeros(3), np.array([0.0, 0.0, 1.0]), "images.bin")
 
 
 def test_camera_centers_follow_the_similarity():

@@ -77,7 +77,9 @@ def _alignment(processed: Path, truth: Path):
 def test_sfm_registers_the_capture_and_the_frame_matches_the_truth(processed: Path, tabletop_photos: Path):
     similarity, sfm, sfm_centers, true_centers = _alignment(processed, tabletop_photos)
     assert len(sfm.image_names) >= 0.9 * NUM_VIEWS
-    assert not any(path.name.startswith(".") for path in (tabletop_photos / "images").iterdir())  # photos untouched
+    assert sorted(path.name for path in (tabletop_photos / "images").iterdir()) == sorted(  # photos untouched
+        json.loads((tabletop_photos / "gt" / "scene.json").read_text())["image_names"]
+    )
     distance = np.linalg.norm(true_centers - true_centers.mean(axis=0), axis=1).mean()
     errors = np.linalg.norm(similarity(sfm_centers) - true_centers, axis=1)
     assert errors.max() < 0.01 * distance

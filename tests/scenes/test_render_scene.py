@@ -15,7 +15,12 @@ import trimesh
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.scenes import render_scene as render_scene_module
-from nero_nerfstudio.scenes.assets import FILE_MESHES, bundled_environments, load_mesh_file, resolve_mesh
+from nero_nerfstudio.scenes.assets import (
+    FILE_MESHES,
+    bundled_environments,
+    load_mesh_file,
+    resolve_mesh,
+)
 from nero_nerfstudio.scenes.render_scene import (
     BlenderRenderError,
     RenderSceneConfig,
@@ -24,6 +29,7 @@ from nero_nerfstudio.scenes.render_scene import (
     run_blender_job,
 )
 from nero_nerfstudio.scenes.similarity import Similarity
+from nero_nerfstudio.scenes.tabletop import NUM_PROPS
 
 SCENE_FIXTURES = ("synthetic_scene", "real_scene", "custom_scene")
 
@@ -300,7 +306,7 @@ def test_tabletop_scene_stands_the_object_on_a_textured_table(tmp_path: Path, mo
     w2c = np.stack([np.concatenate([images[i].qvec2rotmat(), images[i].tvec[:, None]], 1) for i in sorted(images)])
     camera_centers = -np.einsum("nji,nj->ni", w2c[:, :, :3], w2c[:, :, 3])
     assert (camera_centers @ normal + offset).min() > similarity.scale * info["mesh_radius"]
-    assert 4 <= len(info["props"]) <= 6
+    assert len(info["props"]) == NUM_PROPS
     for prop in info["props"]:
         center, radius = np.asarray(prop["center"]), prop["radius"]
         assert 0 < center @ normal + offset < radius

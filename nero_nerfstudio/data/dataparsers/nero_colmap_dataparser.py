@@ -20,14 +20,14 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.data.dataparsers.nero_parser_common import read_image_sizes
 from nero_nerfstudio.data.dataparsers.nero_photo_parser import (
     FrameSources,
     NeroPhotoDataParserConfig,
+    check_image_sizes,
     photo_dataparser_outputs,
     resolve_object_frame,
 )
-from nero_nerfstudio.data.undistortion import undistorted_images_dir
+from nero_nerfstudio.data.undistortion import UNDISTORTED_FOLDER, undistorted_images
 from nero_nerfstudio.utils.colmap_io import (
     find_model_folder,
     read_colmap_cameras,
@@ -80,25 +80,28 @@ class NeroColmapDataParser(DataParser):
     config: NeroColmapDataParserConfig
 
     def _frame_sources(self) -> FrameSources:
-        """NeRO's own files about the object, where the folder has them."""
+        """NeRO's own files about the object, where the folder has them (read only if they decide)."""
         data = self.config.data
         sources = FrameSources()
         point_cloud_path = data / "object_point_cloud.ply"
         if point_cloud_path.exists():
-            sources.object_points = (read_point_cloud(point_cloud_path), point_cloud_path)
-        if self.config.dataset_format == "real" and self.config.up is None:
-            if data.name not in GLOSSY_REAL_UP_FORWARD:
-                raise NeroDataError(
-                    data,
-                    f"unknown GlossyReal object '{data.name}' (known: {', '.join(GLOSSY_REAL_UP_FORWARD)}); "
-                    "pass --up and --forward, or use nero-custom",
-                )
-            up, forward = GLOSSY_REAL_UP_FORWARD[data.name]
-            sources.up_forward = (np.array(up), np.array(forward), data)
-        elif self.config.dataset_format == "custom" and (data / "meta_info.txt").is_file():
-            up, forward = read_meta_info(data / "meta_info.txt")
-            sources.up_forward = (up, forward, data / "meta_info.txt")
+            sources.object_points = lambda: (read_point_cloud(point_cloud_path), point_cloud_path)
+        if self.config.dataset_format == "real":
+            sources.up_forward = self._glossy_real_up_forward
+        elif (data / "meta_info.txt").is_file():
+            sources.up_forward = lambda: (*read_meta_info(data / "meta_info.txt"), data / "meta_info.txt")
         return sources
+
+    def _glossy_real_up_forward(self) -> Tuple[np.ndarray, np.ndarray, Path]:
+        data = self.config.data
+        if data.name not in GLOSSY_REAL_UP_FORWARD:
+            raise NeroDataError(
+                data,
+                f"unknown GlossyReal object '{data.name}' (known: {', '.join(GLOSSY_REAL_UP_FORWARD)}); "
+                "pass --up and --forward or --frame-file, or use nero-custom",
+            )
+        up, forward = GLOSSY_REAL_UP_FORWARD[data.name]
+        return np.array(up), np.array(forward), data
 
     def _generate_dataparser_outputs(self, split: str = "train", **kwargs) -> DataparserOutputs:
         data = self.config.data
@@ -109,14 +112,7 @@ class NeroColmapDataParser(DataParser):
         colmap = read_colmap_cameras(model_folder)
 
         images_dir = data / "images"
-        image_sizes = read_image_sizes([images_dir / name for name in colmap.image_names])
-        for name, image_size, camera_size in zip(colmap.image_names, image_sizes, colmap.sizes):
-            if image_size != camera_size:
-                raise NeroDataError(
-                    images_dir / name,
-                    f"image size {image_size} differs from its COLMAP camera's size {camera_size} in "
-                    f"{model_folder / 'cameras.bin'}",
-                )
+        check_image_sizes([images_dir / name for name in colmap.image_names], colmap.sizes, model_folder / "cameras.bin")
 
         frame = resolve_object_frame(
             self.config,
@@ -127,17 +123,22 @@ class NeroColmapDataParser(DataParser):
             sparse_points=lambda: read_colmap_points(model_folder),
             cameras_source=model_folder / "images.bin",
         )
+        images_dir, intrinsics = undistorted_images(
+            images_dir, colmap.image_names, colmap.intrinsics, colmap.distortion, colmap.sizes,
+            data / UNDISTORTED_FOLDER,
+        )
         return photo_dataparser_outputs(
             self.config,
             split,
             colmap.image_ids,
-            undistorted_images_dir(images_dir, colmap.image_names, colmap.intrinsics, colmap.distortion),
+            images_dir,
             colmap.image_names,
             colmap.w2c,
-            colmap.intrinsics,
+            intrinsics,
             colmap.sizes,
             frame,
             self.config.dataset_format,
+            data,
         )
 
 

@@ -1,7 +1,7 @@
 """nero-nerfstudio: nerfstudio's own ``transforms.json`` (``ns-process-data``, Polycam, Record3D, ...) for NeRO.
 
 Camera-to-world matrices in OpenGL convention, shared or per-frame pinhole intrinsics, PINHOLE or OPENCV cameras
-(distorted photos are undistorted once into ``images_undistorted/``), and the point cloud of ``ply_file_path`` (or of
+(distorted photos are undistorted once into ``images_undistorted/``, cropped to no empty corner), and the point cloud of ``ply_file_path`` (or of
 ``colmap/sparse/0``, moved by ``applied_transform``) for the automatic object frame
 (:mod:`nero_nerfstudio.data.object_frame`). The dataset frame is the world ``transforms.json`` is written in.
 """
@@ -20,14 +20,15 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.data.dataparsers.nero_parser_common import read_image_sizes
 from nero_nerfstudio.data.dataparsers.nero_photo_parser import (
     FrameSources,
     NeroPhotoDataParserConfig,
+    check_image_sizes,
     photo_dataparser_outputs,
     resolve_object_frame,
 )
-from nero_nerfstudio.data.undistortion import undistorted_images_dir
+from nero_nerfstudio.data.undistortion import UNDISTORTED_FOLDER, undistorted_images
+from nero_nerfstudio.utils.colmap_io import read_colmap_points, read_point_cloud
 
 TRANSFORMS_FILE = "transforms.json"
 SUPPORTED_CAMERA_MODELS = ("PINHOLE", "OPENCV")
@@ -101,7 +102,7 @@ def read_transforms(path: Path) -> TransformsFile:
         rotation = c2w[:3, :3]
         if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or np.linalg.det(rotation) < 0:
             raise NeroDataError(path, f"{where}: 'transform_matrix' has no rotation in its upper 3x3 (scaled or skewed)")
-        image_paths.append(path.parent / frame["file_path"])
+        image_paths.append(Path(os.path.normpath(path.parent / frame["file_path"])))
         w2c.append(opengl_c2w_to_opencv_w2c(c2w[:3]))
         intrinsics.append([[values["fl_x"], 0.0, values["cx"]], [0.0, values["fl_y"], values["cy"]], [0.0, 0.0, 1.0]])
         sizes.append((int(values["w"]), int(values["h"])))
@@ -127,9 +128,6 @@ def _applied_transform(path: Path, meta: Dict[str, Any], has_colmap: bool) -> Op
 def sparse_points(data: Path, transforms: TransformsFile, transforms_path: Path) -> Optional[np.ndarray]:
     """``[P, 3]`` structure-from-motion points in the file's world: ``ply_file_path``, else the COLMAP model moved
     by ``applied_transform``, else ``None``."""
-    # Light imports at module level (entry point); these read files only when the frame is estimated.
-    from nero_nerfstudio.utils.colmap_io import read_colmap_points, read_point_cloud  # pylint: disable=C0415
-
     ply_name = transforms.meta.get("ply_file_path")
     if isinstance(ply_name, str) and (data / ply_name).is_file():
         return read_point_cloud(data / ply_name)
@@ -163,12 +161,7 @@ class NeroNerfstudioDataParser(DataParser):
         if not transforms_path.is_file():
             raise NeroDataError(transforms_path, "transforms.json not found")
         transforms = read_transforms(transforms_path)
-        image_sizes = read_image_sizes(transforms.image_paths)
-        for image_path, image_size, stated in zip(transforms.image_paths, image_sizes, transforms.sizes):
-            if tuple(image_size) != tuple(stated):
-                raise NeroDataError(
-                    image_path, f"image size {image_size} differs from the size {stated} {transforms_path} states"
-                )
+        check_image_sizes(transforms.image_paths, transforms.sizes, transforms_path)
 
         frame = resolve_object_frame(
             self.config,
@@ -180,8 +173,13 @@ class NeroNerfstudioDataParser(DataParser):
             cameras_source=transforms_path,
         )
         images_dir = Path(os.path.commonpath([str(path.parent) for path in transforms.image_paths]))
+        if images_dir != data and data not in images_dir.parents:
+            raise NeroDataError(transforms_path, f"images must lie inside {data} (found them under {images_dir})")
         names = [str(path.relative_to(images_dir)) for path in transforms.image_paths]
-        images_dir = undistorted_images_dir(images_dir, names, transforms.intrinsics, transforms.distortion)
+        images_dir, intrinsics = undistorted_images(
+            images_dir, names, transforms.intrinsics, transforms.distortion, transforms.sizes,
+            data / UNDISTORTED_FOLDER,
+        )
         return photo_dataparser_outputs(
             self.config,
             split,
@@ -189,10 +187,11 @@ class NeroNerfstudioDataParser(DataParser):
             images_dir=images_dir,
             image_names=names,
             w2c=transforms.w2c,
-            intrinsics=transforms.intrinsics,
+            intrinsics=intrinsics,
             sizes=transforms.sizes,
             frame=frame,
             dataset_format="custom",
+            dataset_dir=data,
         )
 
 

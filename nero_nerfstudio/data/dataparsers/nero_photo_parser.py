@@ -20,15 +20,24 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.keys import NeroKey
-from nero_nerfstudio.data.dataparsers.nero_parser_common import nero_cameras, nero_metadata, split_indices
+from nero_nerfstudio.data.dataparsers.nero_parser_common import (
+    nero_cameras,
+    nero_metadata,
+    read_image_sizes,
+    split_indices,
+)
 from nero_nerfstudio.data.image_resize import cached_downscaled_images, raw_target_size, scale_intrinsics
-from nero_nerfstudio.data.normalization import apply_to_w2c, check_cameras_outside_unit_sphere, frame_rotation
+from nero_nerfstudio.data.normalization import (
+    apply_to_w2c,
+    check_cameras_outside_unit_sphere,
+    forward_towards_camera,
+    frame_rotation,
+)
 from nero_nerfstudio.data.object_frame import (
     FRAME_FILE_NAME,
     ObjectFrame,
     describe,
     estimate_object_frame,
-    forward_towards_camera,
     point_cloud_sphere,
 )
 
@@ -63,12 +72,20 @@ class NeroPhotoDataParserConfig(DataParserConfig):
 
 @dataclass
 class FrameSources:
-    """What a format's own files say about the object (each ``None`` when the format or folder lacks it)."""
+    """What a format's own files say about the object, read only when no higher source decides (a broken file must
+    not block the flag meant to replace it); each ``None`` when the format or folder lacks it."""
 
-    object_points: Optional[Tuple[np.ndarray, Path]] = None
-    """``[P, 3]`` object-only points (NeRO's ``object_point_cloud.ply``) and their file."""
-    up_forward: Optional[Tuple[np.ndarray, np.ndarray, Path]] = None
-    """Up, forward and the file (or folder) they came from (``meta_info.txt``, NeRO's GlossyReal table)."""
+    object_points: Optional[Callable[[], Tuple[np.ndarray, Path]]] = None
+    """Reads ``[P, 3]`` object-only points (NeRO's ``object_point_cloud.ply``) and names their file."""
+    up_forward: Optional[Callable[[], Tuple[np.ndarray, np.ndarray, Path]]] = None
+    """Reads up, forward and names the file (or folder) they came from (``meta_info.txt``, NeRO's GlossyReal table)."""
+
+
+def check_image_sizes(image_paths: Sequence[Path], stated_sizes: Sequence[Tuple[int, int]], cameras_file: Path) -> None:
+    """Raises, naming the image, when an image's size is not the one ``cameras_file`` states for it."""
+    for path, size, stated in zip(image_paths, read_image_sizes(image_paths), stated_sizes):
+        if tuple(size) != tuple(stated):
+            raise NeroDataError(path, f"image size {tuple(size)} differs from the size {tuple(stated)} in {cameras_file}")
 
 
 def _given_sphere(config: NeroPhotoDataParserConfig) -> Optional[Tuple[np.ndarray, float]]:
@@ -107,11 +124,15 @@ def resolve_object_frame(
     data = config.data
     if (config.up is None) != (config.forward is None):
         raise NeroDataError(data, "give both --up and --forward, or neither")
-    frame_files = []
-    if config.frame_file is not None:
-        frame_files.append(ObjectFrame.read(config.frame_file))
-    if (data / FRAME_FILE_NAME).is_file():
-        frame_files.append(ObjectFrame.read(data / FRAME_FILE_NAME))
+    frame_file = ObjectFrame.read(config.frame_file) if config.frame_file is not None else None
+    dataset_frame_path = data / FRAME_FILE_NAME
+    dataset_frame: Optional[ObjectFrame] = None
+
+    def read_dataset_frame() -> Optional[ObjectFrame]:
+        nonlocal dataset_frame
+        if dataset_frame is None and dataset_frame_path.is_file():
+            dataset_frame = ObjectFrame.read(dataset_frame_path)
+        return dataset_frame
 
     # The sphere, how it was found, and the file (or folder) an error about it names.
     sphere: Optional[Tuple[np.ndarray, float, str]] = None
@@ -119,29 +140,31 @@ def resolve_object_frame(
     given = _given_sphere(config)
     if given is not None:
         sphere, sphere_file = (*given, "--object-center / --object-radius"), data
-    elif config.frame_file is not None:
-        sphere, sphere_file = (frame_files[0].center, frame_files[0].radius, f"{config.frame_file}"), config.frame_file
+    elif frame_file is not None and config.frame_file is not None:
+        sphere, sphere_file = (frame_file.center, frame_file.radius, f"{config.frame_file}"), config.frame_file
     elif sources.object_points is not None:
-        points, sphere_file = sources.object_points
+        points, sphere_file = sources.object_points()
         sphere = (*point_cloud_sphere(points, sphere_file), f"bounding box of {sphere_file}")
-    elif frame_files:
-        sphere, sphere_file = (frame_files[0].center, frame_files[0].radius, f"{data / FRAME_FILE_NAME}"), (
-            data / FRAME_FILE_NAME
-        )
+    elif read_dataset_frame() is not None:
+        assert dataset_frame is not None
+        sphere, sphere_file = (dataset_frame.center, dataset_frame.radius, f"{dataset_frame_path}"), dataset_frame_path
 
     orientation: Optional[Tuple[np.ndarray, np.ndarray, str]] = None
     if config.up is not None and config.forward is not None:
         orientation = (np.asarray(config.up, dtype=np.float64), np.asarray(config.forward, dtype=np.float64), "--up / --forward")
-    elif config.frame_file is not None:
-        orientation = (frame_files[0].up, frame_files[0].forward, f"{config.frame_file}")
+    elif frame_file is not None:
+        orientation = (frame_file.up, frame_file.forward, f"{config.frame_file}")
     elif sources.up_forward is not None:
-        up, forward, origin = sources.up_forward
+        up, forward, origin = sources.up_forward()
         orientation = (up, forward, f"{origin}")
-    elif frame_files:
-        orientation = (frame_files[0].up, frame_files[0].forward, f"{data / FRAME_FILE_NAME}")
+    elif read_dataset_frame() is not None:
+        assert dataset_frame is not None
+        orientation = (dataset_frame.up, dataset_frame.forward, f"{dataset_frame_path}")
 
-    table_plane = frame_files[0].table_plane if frame_files else None
-    how: Dict[str, str] = dict(frame_files[0].how) if frame_files else {}
+    # The table comes with a frame file, or with the estimate.
+    known = frame_file if frame_file is not None else read_dataset_frame()
+    table_plane = known.table_plane if known is not None else None
+    how: Dict[str, str] = dict(known.how) if known is not None else {}
     estimated = sphere is None or orientation is None
     if estimated:
         estimate = estimate_object_frame(w2c, intrinsics, sizes, sparse_points(), source=cameras_source)
@@ -155,9 +178,8 @@ def resolve_object_frame(
         if sphere is None:
             sphere = (estimate.center, estimate.radius, "")
             how.update(center=estimate.how["center"], radius=estimate.how["radius"])
-        if not frame_files:
-            table_plane = estimate.table_plane
-            how["table_plane"] = estimate.how["table_plane"]
+        table_plane = estimate.table_plane
+        how["table_plane"] = estimate.how["table_plane"]
     center, radius, sphere_origin = sphere
     up, forward, orientation_origin = orientation
     if sphere_origin:
@@ -190,6 +212,7 @@ def photo_dataparser_outputs(
     sizes: Sequence[Tuple[int, int]],
     frame: ObjectFrame,
     dataset_format: Literal["real", "custom"],
+    dataset_dir: Path,
 ) -> DataparserOutputs:
     """The split's cameras in the normalised frame, its images at NeRO's resolution, and the metadata.
 
@@ -199,6 +222,7 @@ def photo_dataparser_outputs(
         w2c: ``[N, 3, 4]`` OpenCV world-to-camera poses in the dataset frame.
         intrinsics: ``[N, 3, 3]``; ``sizes``: ``(width, height)`` of each image.
         frame: the object's frame (:func:`resolve_object_frame`).
+        dataset_dir: the dataset folder; image caches stay inside it.
     """
     rotation, center, scale = frame.rotation(), frame.center, 1.0 / frame.radius
     normalised_w2c = apply_to_w2c(w2c, rotation, center, scale)
@@ -213,7 +237,9 @@ def photo_dataparser_outputs(
         split_intrinsics = np.stack(
             [scale_intrinsics(k, s, t) for k, s, t in zip(split_intrinsics, split_sizes, target_sizes)]
         )
-        image_paths = cached_downscaled_images(images_dir, names, target_sizes, config.max_resolution)
+        # Photos straight in the dataset folder get their cache inside it, not beside it.
+        cache_dir = dataset_dir / f"images_raw_{config.max_resolution}" if images_dir == dataset_dir else None
+        image_paths = cached_downscaled_images(images_dir, names, target_sizes, config.max_resolution, cache_dir)
         split_sizes = target_sizes
 
     transform = np.concatenate([rotation, -(rotation @ center)[:, None]], axis=1)
