@@ -94,7 +94,8 @@ def write_image_atomically(image: np.ndarray, path: Path) -> None:
         raise
 
 
-def _is_rgb_of_size(path: Path, size: Tuple[int, int]) -> bool:
+def is_rgb_of_size(path: Path, size: Tuple[int, int]) -> bool:
+    """Whether ``path`` is a readable RGB image of ``(width, height)`` ``size`` (a cached copy still good)."""
     try:
         with Image.open(path) as pil_image:
             return pil_image.size == tuple(size) and pil_image.mode == "RGB"
@@ -135,7 +136,7 @@ def cached_downscaled_images(
             continue
         cached = cache_dir / name
         used_paths.append(cached)
-        if not _is_rgb_of_size(cached, size):
+        if not is_rgb_of_size(cached, size):
             todo.append((source, cached, size))
     if todo:
         columns = (

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from nero_nerfstudio.data.image_resize import read_rgb, write_image_atomically
+from nero_nerfstudio.data.image_resize import is_rgb_of_size, read_rgb, write_image_atomically
 from nero_nerfstudio.utils.io import atomic_write_bytes
 from nero_nerfstudio.utils.progress import counting_progress
 
@@ -73,7 +72,11 @@ def undistorted_images(
     todo = []
     for index, name in enumerate(image_names):
         source, cached = images_dir / name, cache_dir / name
-        fresh = cached.is_file() and cached.stat().st_mtime >= source.stat().st_mtime and _size(cached) == tuple(sizes[index])
+        fresh = (
+            cached.is_file()
+            and cached.stat().st_mtime >= source.stat().st_mtime
+            and is_rgb_of_size(cached, tuple(sizes[index]))
+        )
         if not fresh or previous.get(name) != record[name]:
             todo.append((index, source, cached))
     if todo:
@@ -93,10 +96,3 @@ def _read_record(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
 
-
-def _size(path: Path) -> Optional[Tuple[int, int]]:
-    try:
-        with Image.open(path) as pil_image:
-            return pil_image.size
-    except OSError:
-        return None

@@ -78,7 +78,7 @@ def run_sfm(
 
     Args:
         photos: from :func:`list_photos`; they are read, never written.
-        output_dir: receives ``images/``, ``colmap/sparse/0`` and ``colmap/database.db``.
+        output_dir: absent or empty; receives ``images/``, ``colmap/sparse/0`` and ``colmap/database.db``.
         matcher: ``exhaustive`` (every pair; up to a few hundred photos) or ``sequential`` (video frames in order).
         max_image_size: long side the features are found at (the poses are for the full-size photos).
         num_threads: CPU threads (-1: all).
@@ -101,8 +101,6 @@ def run_sfm(
     colmap_dir = output_dir / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
-    if database.exists():
-        database.unlink()
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
@@ -155,13 +153,9 @@ def run_sfm(
         undistorted = Path(work_name) / "undistorted"
         pycolmap.undistort_images(undistorted, distorted, images_dir, image_names=names, num_threads=num_threads)
         model_folder = colmap_dir / "sparse" / "0"
-        model_folder.parent.mkdir(parents=True, exist_ok=True)
-        if model_folder.exists():
-            shutil.rmtree(model_folder)
+        model_folder.parent.mkdir(parents=True)
         shutil.move(str(undistorted / "sparse"), str(model_folder))
         images_out = output_dir / "images"
-        if images_out.exists():
-            shutil.rmtree(images_out)
         shutil.move(str(undistorted / "images"), str(images_out))
         num_points = reconstruction.num_points3D()
     return SfmResult(model_folder, images_out, len(photos), num_registered, num_points)

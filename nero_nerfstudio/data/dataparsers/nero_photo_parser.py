@@ -124,7 +124,8 @@ def resolve_object_frame(
     data = config.data
     if (config.up is None) != (config.forward is None):
         raise NeroDataError(data, "give both --up and --forward, or neither")
-    frame_file = ObjectFrame.read(config.frame_file) if config.frame_file is not None else None
+    frame_file_path = config.frame_file
+    frame_file = ObjectFrame.read(frame_file_path) if frame_file_path is not None else None
     dataset_frame_path = data / FRAME_FILE_NAME
     dataset_frame: Optional[ObjectFrame] = None
 
@@ -140,8 +141,8 @@ def resolve_object_frame(
     given = _given_sphere(config)
     if given is not None:
         sphere, sphere_file = (*given, "--object-center / --object-radius"), data
-    elif frame_file is not None and config.frame_file is not None:
-        sphere, sphere_file = (frame_file.center, frame_file.radius, f"{config.frame_file}"), config.frame_file
+    elif frame_file is not None and frame_file_path is not None:
+        sphere, sphere_file = (frame_file.center, frame_file.radius, f"{frame_file_path}"), frame_file_path
     elif sources.object_points is not None:
         points, sphere_file = sources.object_points()
         sphere = (*point_cloud_sphere(points, sphere_file), f"bounding box of {sphere_file}")
@@ -153,7 +154,7 @@ def resolve_object_frame(
     if config.up is not None and config.forward is not None:
         orientation = (np.asarray(config.up, dtype=np.float64), np.asarray(config.forward, dtype=np.float64), "--up / --forward")
     elif frame_file is not None:
-        orientation = (frame_file.up, frame_file.forward, f"{config.frame_file}")
+        orientation = (frame_file.up, frame_file.forward, f"{frame_file_path}")
     elif sources.up_forward is not None:
         up, forward, origin = sources.up_forward()
         orientation = (up, forward, f"{origin}")
