@@ -1,22 +1,28 @@
-"""Structure-from-motion of a folder of photos with pycolmap (CPU), into NeRO's custom layout.
+"""Structure-from-motion of a folder of photos with pycolmap (CPU) or the ``colmap`` executable, into NeRO's custom
+layout.
 
 ``OUT/images`` (undistorted), ``OUT/colmap/sparse/0`` (PINHOLE cameras, poses, sparse points), ``OUT/colmap/database.db``
 and ``OUT/nero_frame.json`` (the object's estimated sphere, up, forward and table). The same layout as
 ``ns-process-data images`` writes, minus its ``transforms.json``; ``ns-train nero-shape nero-custom --data OUT`` reads it.
 
-Only :func:`run_sfm` touches pycolmap, imported there: the package index's wheel has no CUDA and needs none.
+pycolmap is imported where it is used: the package index's wheel has no CUDA and needs none. The executable, when a
+user has one (a CUDA build finds and matches features on the GPU), runs the same steps
+(:mod:`nero_nerfstudio.process_data.colmap_executable`); its models are read back with pycolmap.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Literal, Optional
+from typing import Callable, List, Literal, Optional, Tuple
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.dataparsers.nero_parser_common import read_image_sizes
+from nero_nerfstudio.process_data import colmap_executable
+from nero_nerfstudio.process_data.colmap_executable import EXECUTABLE, find_colmap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 MIN_IMAGES = 8
@@ -25,6 +31,7 @@ MIN_REGISTERED_FRACTION = 0.5
 """Below this fraction of registered photos the reconstruction is not the capture (and NeRO would train on a part)."""
 
 Matcher = Literal["exhaustive", "sequential"]
+SfmTool = Literal["auto", "pycolmap", "colmap"]
 
 
 @dataclass
@@ -38,6 +45,8 @@ class SfmResult:
     num_images: int
     num_registered: int
     num_points: int
+    tool: Literal["pycolmap", "colmap"]
+    """Which of the two ran."""
 
 
 def list_photos(images_dir: Path) -> List[Path]:
@@ -66,48 +75,134 @@ def list_photos(images_dir: Path) -> List[Path]:
     return photos
 
 
+def choose_sfm_tool(tool: SfmTool) -> Tuple[Literal["pycolmap", "colmap"], Optional[str]]:
+    """The tool ``auto`` stands for (the ``colmap`` executable when one is on ``PATH``, else pycolmap) and the
+    executable's path.
+
+    Raises:
+        NeroDataError: ``colmap`` asked for and not on ``PATH``.
+    """
+    executable = find_colmap()
+    if tool == "pycolmap" or (tool == "auto" and executable is None):
+        return "pycolmap", None
+    if executable is None:
+        raise NeroDataError(
+            Path(EXECUTABLE), "--sfm-tool colmap: no colmap executable on PATH; install COLMAP or use pycolmap"
+        )
+    return "colmap", executable
+
+
 def run_sfm(
     photos: List[Path],
     output_dir: Path,
     matcher: Matcher = "exhaustive",
     max_image_size: int = 1600,
     num_threads: int = -1,
+    tool: SfmTool = "pycolmap",
     stage: Optional[Callable[[str], None]] = None,
 ) -> SfmResult:
     """Features, matches, incremental mapping and undistortion of ``photos`` (one shared camera) into ``output_dir``.
 
     Args:
         photos: from :func:`list_photos`; they are read, never written.
-        output_dir: absent or empty; receives ``images/``, ``colmap/sparse/0`` and ``colmap/database.db``.
+        output_dir: absent or empty; receives ``images/``, ``colmap/sparse/0`` and ``colmap/database.db`` (and, from
+            the executable, ``colmap/colmap.log``).
         matcher: ``exhaustive`` (every pair; up to a few hundred photos) or ``sequential`` (video frames in order).
         max_image_size: long side the features are found at (the poses are for the full-size photos).
         num_threads: CPU threads (-1: all).
+        tool: pycolmap (the package index's wheel, CPU), the ``colmap`` executable, or ``auto``
+            (:func:`choose_sfm_tool`).
         stage: called with a short description as each stage starts (progress display).
 
     Raises:
-        NeroDataError: nothing registered, or fewer than :data:`MIN_REGISTERED_FRACTION` of the photos.
+        NeroDataError: nothing registered, or fewer than :data:`MIN_REGISTERED_FRACTION` of the photos; a failing
+            ``colmap`` tool (naming its log, which is kept outside ``output_dir``).
     """
     import pycolmap  # pylint: disable=import-outside-toplevel
 
     # COLMAP logs every image of every stage; the progress display says what runs, errors still show.
     pycolmap.logging.minloglevel = 2
+    chosen, executable = choose_sfm_tool(tool)
 
     def announce(text: str) -> None:
         if stage is not None:
-            stage(text)
+            stage(f"{text} ({chosen})")
 
     images_dir = photos[0].parent
     names = [path.name for path in photos]
     colmap_dir = output_dir / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
+    # The executable's log lives outside output_dir, which a failed run removes: an error names it.
+    log_path: Optional[Path] = None
+    if executable is not None:
+        handle, log_name = tempfile.mkstemp(prefix="nero-colmap-", suffix=".log")
+        os.close(handle)
+        log_path = Path(log_name)
+
+    with tempfile.TemporaryDirectory(prefix="nero-sfm-", dir=colmap_dir) as work_name:
+        work = Path(work_name)
+        if executable is not None and log_path is not None:
+            folders = colmap_executable.reconstruct(
+                executable, database, images_dir, names, work / "sparse", matcher, max_image_size, num_threads,
+                log_path, announce,
+            )  # fmt: skip
+            reconstructions = [pycolmap.Reconstruction(str(folder)) for folder in folders]
+        else:
+            reconstructions = _pycolmap_reconstructions(database, images_dir, names, work, matcher, max_image_size,
+                                                        num_threads, announce)  # fmt: skip
+        # On failure the executable's log stays where it is, in the system's temporary folder, for the user to read.
+        log_note = f" (colmap's output: {log_path})" if log_path is not None else ""
+        if not reconstructions:
+            raise NeroDataError(
+                images_dir,
+                f"SfM registered 0 of {len(photos)} photos{log_note}: no two photos share enough matched features; "
+                "photograph with more overlap (an object on a textured table, each photo a few degrees from the last)",
+            )
+        reconstruction = max(reconstructions, key=lambda model: model.num_reg_images())
+        num_registered = reconstruction.num_reg_images()
+        if num_registered < MIN_REGISTERED_FRACTION * len(photos):
+            raise NeroDataError(
+                images_dir,
+                f"SfM registered {num_registered} of {len(photos)} photos (in {len(reconstructions)} model(s))"
+                f"{log_note}; "
+                "photograph with more overlap and texture around the object (a textured table, no blur, fixed "
+                "exposure), or remove photos of other things",
+            )
+        distorted = work / "distorted"
+        distorted.mkdir()
+        reconstruction.write_binary(str(distorted))
+        announce(f"Undistorting the {num_registered} registered photos")
+        undistorted = work / "undistorted"
+        if executable is not None and log_path is not None:
+            colmap_executable.undistort(executable, distorted, images_dir, names, undistorted, log_path)
+        else:
+            pycolmap.undistort_images(undistorted, distorted, images_dir, image_names=names, num_threads=num_threads)
+        model_folder = colmap_dir / "sparse" / "0"
+        model_folder.parent.mkdir(parents=True)
+        shutil.move(str(undistorted / "sparse"), str(model_folder))
+        images_out = output_dir / "images"
+        shutil.move(str(undistorted / "images"), str(images_out))
+        num_points = reconstruction.num_points3D()
+    if log_path is not None:
+        shutil.move(str(log_path), str(colmap_dir / "colmap.log"))
+    return SfmResult(model_folder, images_out, len(photos), num_registered, num_points, chosen)
+
+
+def _pycolmap_reconstructions(
+    database: Path, images_dir: Path, names: List[str], work: Path, matcher: Matcher, max_image_size: int,
+    num_threads: int, announce: Callable[[str], None],
+) -> list:  # fmt: skip
+    """Features, matches and incremental mapping with pycolmap; the ``pycolmap.Reconstruction`` models found."""
+    import pycolmap  # pylint: disable=import-outside-toplevel
+
+    announce(f"Finding features in {len(names)} photos")
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
     extraction.num_threads = num_threads
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_RADIAL"
-    announce(f"Finding features in {len(photos)} photos")
     pycolmap.extract_features(
         database,
         images_dir,
@@ -124,38 +219,9 @@ def run_sfm(
         pycolmap.match_sequential(database, matching_options=matching, device=pycolmap.Device.cpu)
     else:
         pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
-
     mapping = pycolmap.IncrementalPipelineOptions()
     mapping.num_threads = num_threads
     mapping.random_seed = 0
     announce("Reconstructing the cameras (incremental mapping)")
-    with tempfile.TemporaryDirectory(prefix="nero-sfm-", dir=colmap_dir) as work_name:
-        reconstructions = pycolmap.incremental_mapping(database, images_dir, Path(work_name), options=mapping)
-        if not reconstructions:
-            raise NeroDataError(
-                images_dir,
-                f"SfM registered 0 of {len(photos)} photos: no two photos share enough matched features; photograph "
-                "with more overlap (an object on a textured table, each photo a few degrees from the last)",
-            )
-        reconstruction = max(reconstructions.values(), key=lambda model: model.num_reg_images())
-        num_registered = reconstruction.num_reg_images()
-        if num_registered < MIN_REGISTERED_FRACTION * len(photos):
-            raise NeroDataError(
-                images_dir,
-                f"SfM registered {num_registered} of {len(photos)} photos (in {len(reconstructions)} model(s)); "
-                "photograph with more overlap and texture around the object (a textured table, no blur, fixed "
-                "exposure), or remove photos of other things",
-            )
-        distorted = Path(work_name) / "distorted"
-        distorted.mkdir()
-        reconstruction.write_binary(str(distorted))
-        announce(f"Undistorting the {num_registered} registered photos")
-        undistorted = Path(work_name) / "undistorted"
-        pycolmap.undistort_images(undistorted, distorted, images_dir, image_names=names, num_threads=num_threads)
-        model_folder = colmap_dir / "sparse" / "0"
-        model_folder.parent.mkdir(parents=True)
-        shutil.move(str(undistorted / "sparse"), str(model_folder))
-        images_out = output_dir / "images"
-        shutil.move(str(undistorted / "images"), str(images_out))
-        num_points = reconstruction.num_points3D()
-    return SfmResult(model_folder, images_out, len(photos), num_registered, num_points)
+    (work / "sparse").mkdir()
+    return list(pycolmap.incremental_mapping(database, images_dir, work / "sparse", options=mapping).values())

@@ -5,7 +5,7 @@ Example::
     nero-process-data --images photos/ --output-dir data/my-object
     ns-train nero-shape-fast nero-custom --data data/my-object
 
-Structure-from-motion (pycolmap, CPU) registers the photos and undistorts them; the object's bounding sphere, up,
+Structure-from-motion (pycolmap on the CPU, or the colmap executable when one is on PATH) registers the photos and undistorts them; the object's bounding sphere, up,
 forward and table are estimated from the cameras and the sparse points and written to ``OUT/nero_frame.json`` (read
 it, edit it if the estimate is off; training uses it). The photo folder is only read.
 """
@@ -24,7 +24,7 @@ from rich.console import Console
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, describe, estimate_object_frame
-from nero_nerfstudio.process_data.colmap_sfm import Matcher, list_photos, run_sfm
+from nero_nerfstudio.process_data.colmap_sfm import Matcher, SfmTool, choose_sfm_tool, list_photos, run_sfm
 from nero_nerfstudio.utils.colmap_io import read_colmap_cameras, read_colmap_points
 
 CONSOLE = Console()
@@ -45,6 +45,9 @@ class ProcessData:
     """Long side the features are found at (the poses are for the full-size photos)."""
     threads: int = -1
     """CPU threads for structure-from-motion (-1: all)."""
+    sfm_tool: SfmTool = "auto"
+    """pycolmap (installed with this package, CPU), the colmap executable (a CUDA build uses the GPU), or auto: the
+    executable when one is on PATH, else pycolmap."""
 
     def _check_output_dir(self) -> None:
         output_dir, images = self.output_dir.resolve(), self.images.resolve()
@@ -59,6 +62,7 @@ class ProcessData:
             raise NeroDataError(self.images, f"--max-image-size must be at least 64, got {self.max_image_size}")
         photos = list_photos(self.images)
         self._check_output_dir()
+        choose_sfm_tool(self.sfm_tool)  # a missing executable is refused before anything is made
         created = not self.output_dir.exists()
         try:
             self._process(photos)
@@ -85,11 +89,12 @@ class ProcessData:
                 matcher=self.matcher,
                 max_image_size=self.max_image_size,
                 num_threads=self.threads,
+                tool=self.sfm_tool,
                 stage=lambda text: status.update(f"[bold]{text}"),
             )
         CONSOLE.print(
             f"SfM registered {result.num_registered} of {result.num_images} photos, {result.num_points} sparse points "
-            f"({time.perf_counter() - start:.0f} s)",
+            f"({result.tool}, {time.perf_counter() - start:.0f} s)",
             soft_wrap=True,
         )
         cameras = read_colmap_cameras(result.model_folder)

@@ -161,11 +161,12 @@ def run_child(command: List[str], log_path: Path, poll_seconds: float = 0.2) -> 
 
 
 def timing_path(stage: Stage) -> Path:
-    """Where ``run_measured_stage`` keeps the stage's measurement: a hidden file next to its last output."""
-    last = stage.outputs[-1]
-    if not GLOB_CHARACTERS.isdisjoint(last.name):
-        raise ValueError(f"stage {stage.name}: a measured stage's last output must be a file, not {last.name}")
-    return last.with_name(f".{last.name}.timing.json")
+    """Where ``run_measured_stage`` keeps the stage's measurement: a hidden file next to its last output that is one
+    file, not a pattern (never among a run's checkpoints, which nerfstudio's loader expects alone in their folder)."""
+    files = [path for path in stage.outputs if GLOB_CHARACTERS.isdisjoint(path.name)]
+    if not files:
+        raise ValueError(f"stage {stage.name}: a measured stage needs an output that is a file, not only patterns")
+    return files[-1].with_name(f".{files[-1].name}.timing.json")
 
 
 def run_measured_stage(stage: Stage, log_path: Path) -> StageResult:
@@ -194,9 +195,13 @@ def render_stage(
     denoise: bool = False,
     seed: Optional[int] = None,
     name: str = "render",
+    layout: str = "synthetic",
+    tabletop: bool = False,
 ) -> Stage:
-    """``nero-render-scene``: a GlossySynthetic scene of one of Blender's meshes, with its ground truth in ``gt/``."""
-    argv = ["nero-render-scene", "--output-dir", str(scene_dir), "--layout", "synthetic", "--mesh", mesh]
+    """``nero-render-scene``: a scene of one of Blender's meshes (GlossySynthetic layout, or ``layout``; ``tabletop``:
+    on a textured table among props, for structure from motion), with its ground truth in ``gt/``."""
+    argv = ["nero-render-scene", "--output-dir", str(scene_dir), "--layout", layout, "--mesh", mesh]
+    argv += ["--tabletop"] if tabletop else []
     argv += ["--environment", environment, "--num-views", str(num_views), "--resolution", str(resolution)]
     argv += [] if samples is None else ["--samples", str(samples)]
     argv += ["--denoise"] if denoise else []
@@ -218,14 +223,16 @@ def train_stage(
     steps: Optional[int] = None,
     mesh_path: Optional[Path] = None,
     name: str = "train",
+    dataparser: Sequence[str] = ("nero-synthetic",),
 ) -> Stage:
-    """``ns-train METHOD`` on CPU on a synthetic scene (Stage II: on the fixed mesh ``mesh_path``); ``steps`` None
-    keeps the preset's step count. Done once the run has a checkpoint."""
+    """``ns-train METHOD`` on CPU on a scene (Stage II: on the fixed mesh ``mesh_path``); ``steps`` None keeps the
+    preset's step count. ``dataparser``: its name and its options before ``--data``. Done once the run has a
+    checkpoint."""
     argv = ["ns-train", method] + ([] if mesh_path is None else ["--pipeline.model.mesh-path", str(mesh_path)])
     argv += ["--machine.device-type", "cpu", "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True"]
     argv += ["--output-dir", str(output_dir), "--experiment-name", experiment, "--timestamp", "run"]
     argv += [] if steps is None else ["--max-num-iterations", str(steps)]
-    argv += ["nero-synthetic", "--data", str(scene_dir)]
+    argv += [*dataparser, "--data", str(scene_dir)]
     run = run_dir(output_dir, experiment, method)
     inputs = (scene_dir,) + (() if mesh_path is None else (mesh_path,))
     return Stage(name, tuple(argv), inputs, outputs=(run / "config.yml", run / "nerfstudio_models" / "step-*.ckpt"))

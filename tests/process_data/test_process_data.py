@@ -5,6 +5,7 @@ bad inputs."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,12 +16,10 @@ import pytest
 import torch
 import trimesh
 from shape_run import cpu_test_config, train
-from skimage.transform import SimilarityTransform
 
-from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
+from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
 from nero_nerfstudio.scenes.render_scene import RenderSceneConfig, render_scene
-from nero_nerfstudio.utils.colmap_io import read_colmap_cameras
 
 pytestmark = pytest.mark.slow
 
@@ -53,43 +52,26 @@ def tabletop_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def processed(tabletop_photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output_dir = tmp_path_factory.mktemp("processed") / "bunny"
     result = subprocess.run(
-        COMMAND + ["--images", str(tabletop_photos / "images"), "--output-dir", str(output_dir)],
+        COMMAND + ["--images", str(tabletop_photos / "images"), "--output-dir", str(output_dir), "--sfm-tool", "pycolmap"],
         check=False, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"of {NUM_VIEWS} photos" in result.stdout
+    assert f"of {NUM_VIEWS} photos" in result.stdout and "(pycolmap, " in result.stdout
     return output_dir
 
 
-def _alignment(processed: Path, truth: Path):
-    """The similarity from the SfM frame to the truth's (COLMAP-layout) frame, fitted on the camera centres, and the
-    SfM and true centres of the registered images."""
-    sfm = read_colmap_cameras(processed / "colmap" / "sparse" / "0")
-    gt = read_colmap_cameras(truth / "colmap" / "sparse" / "0")
-    gt_centers = dict(zip(gt.image_names, camera_centers(gt.w2c)))
-    sfm_centers = camera_centers(sfm.w2c)
-    true_centers = np.stack([gt_centers[name] for name in sfm.image_names])
-    similarity = SimilarityTransform.from_estimate(sfm_centers, true_centers)
-    assert similarity
-    return similarity, sfm, sfm_centers, true_centers
-
-
 def test_sfm_registers_the_capture_and_the_frame_matches_the_truth(processed: Path, tabletop_photos: Path):
-    similarity, sfm, sfm_centers, true_centers = _alignment(processed, tabletop_photos)
-    assert len(sfm.image_names) >= 0.9 * NUM_VIEWS
+    alignment = align_to_true_cameras(processed / "colmap" / "sparse" / "0", tabletop_photos / "colmap" / "sparse" / "0")
+    assert len(alignment.image_names) >= 0.9 * NUM_VIEWS
     assert sorted(path.name for path in (tabletop_photos / "images").iterdir()) == sorted(  # photos untouched
         json.loads((tabletop_photos / "gt" / "scene.json").read_text())["image_names"]
     )
-    distance = np.linalg.norm(true_centers - true_centers.mean(axis=0), axis=1).mean()
-    errors = np.linalg.norm(similarity(sfm_centers) - true_centers, axis=1)
-    assert errors.max() < 0.01 * distance
+    assert alignment.center_errors().max() < 0.01
 
     frame = ObjectFrame.read(processed / FRAME_FILE_NAME)
-    scale = float(np.cbrt(np.linalg.det(similarity.params[:3, :3])))
-    rotation = similarity.params[:3, :3] / scale
-    center = similarity(frame.center[None])[0]
-    radius = scale * frame.radius
-    up = rotation @ frame.up
+    center = alignment(frame.center[None])[0]
+    radius = alignment.scale * frame.radius
+    up = alignment.rotation @ frame.up
     mesh = trimesh.load(tabletop_photos / "gt" / "mesh.ply", process=False)
     scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
     vertices = np.asarray(mesh.vertices)
@@ -119,8 +101,8 @@ def test_short_stage_one_run_lands_on_the_object_without_the_table(processed: Pa
 
     output = tmp_path / "mesh.ply"
     ExportMesh(load_config=run.config_path, output_path=output, resolution=96).main()
-    similarity, *_ = _alignment(processed, tabletop_photos)
-    vertices = similarity(np.asarray(trimesh.load(output, process=False).vertices))
+    alignment = align_to_true_cameras(processed / "colmap" / "sparse" / "0", tabletop_photos / "colmap" / "sparse" / "0")
+    vertices = alignment(np.asarray(trimesh.load(output, process=False).vertices))
     scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
     table = np.asarray(scene["table_plane"], dtype=np.float64)
     gt_vertices = np.asarray(trimesh.load(tabletop_photos / "gt" / "mesh.ply", process=False).vertices)
@@ -133,6 +115,38 @@ def test_short_stage_one_run_lands_on_the_object_without_the_table(processed: Pa
     # 0.14; a ball of 1.3 radii around the object scores 0.65 and 0.67, the best-fitting ball, 0.8 radii, 0.23, 0.19).
     assert cKDTree(gt_vertices).query(vertices)[0].mean() < 0.2 * object_radius
     assert cKDTree(vertices).query(gt_vertices)[0].mean() < 0.2 * object_radius
+
+
+@pytest.mark.skipif(shutil.which("colmap") is None, reason="no colmap executable on PATH (.ci/setup installs one)")
+def test_the_colmap_executable_registers_the_capture_too(tabletop_photos: Path, tmp_path: Path):
+    output_dir = tmp_path / "bunny"
+    result = subprocess.run(
+        COMMAND + ["--images", str(tabletop_photos / "images"), "--output-dir", str(output_dir)],  # auto: colmap
+        check=False, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(colmap, " in result.stdout
+    assert (output_dir / "colmap" / "colmap.log").is_file()
+    alignment = align_to_true_cameras(output_dir / "colmap" / "sparse" / "0", tabletop_photos / "colmap" / "sparse" / "0")
+    assert len(alignment.image_names) >= 0.9 * NUM_VIEWS
+    assert alignment.center_errors().max() < 0.01
+    assert len(list((output_dir / "images").iterdir())) == len(alignment.image_names)
+    frame = ObjectFrame.read(output_dir / FRAME_FILE_NAME)
+    scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
+    up = alignment.rotation @ frame.up
+    assert np.degrees(np.arccos(np.clip(up @ np.asarray(scene["up"]), -1.0, 1.0))) < 5.0
+
+
+def test_asking_for_a_missing_colmap_executable_stops_with_one_line(tabletop_photos: Path, tmp_path: Path):
+    output_dir = tmp_path / "out"
+    environment = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # no colmap there
+    result = subprocess.run(
+        COMMAND + ["--images", str(tabletop_photos / "images"), "--output-dir", str(output_dir), "--sfm-tool", "colmap"],
+        check=False, capture_output=True, text=True, timeout=300, env=environment,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no colmap executable on PATH" in result.stderr.strip().splitlines()[-1]
+    assert not output_dir.exists()
 
 
 def _photos(tmp_path: Path, source: Path, count: int) -> Path:
@@ -172,7 +186,7 @@ def test_bad_captures_stop_with_one_line(tabletop_photos: Path, tmp_path: Path, 
         output_dir.mkdir()
         (output_dir / "keep.txt").write_text("mine")
     before = sorted(path.name for path in photos.iterdir())
-    result = subprocess.run(COMMAND + ["--images", str(photos), "--output-dir", str(output_dir)],
+    result = subprocess.run(COMMAND + ["--images", str(photos), "--output-dir", str(output_dir), "--sfm-tool", "pycolmap"],
                             check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -183,3 +197,31 @@ def test_bad_captures_stop_with_one_line(tabletop_photos: Path, tmp_path: Path, 
         assert sorted(path.name for path in output_dir.iterdir()) == ["keep.txt"]
     elif case != "output_inside":
         assert not output_dir.exists()  # nothing half-made left behind: the same command can run again
+
+
+def test_a_failing_colmap_tool_is_one_line_naming_its_log(tmp_path: Path):
+    from nero_nerfstudio.core.errors import NeroDataError
+    from nero_nerfstudio.process_data.colmap_executable import run_colmap
+
+    fake = tmp_path / "colmap"
+    fake.write_text("#!/bin/sh\necho 'Loading database'\necho 'E1130 mapper.cc:42] No good initial image pair found.'\nexit 2\n")
+    fake.chmod(0o755)
+    log = tmp_path / "colmap.log"
+    with pytest.raises(NeroDataError, match=r"colmap\.log: `colmap mapper` failed \(exit 2\): E1130 .*initial image pair"):
+        run_colmap(str(fake), "mapper", {"database_path": tmp_path / "db"}, log)
+    assert log.read_text().startswith(f"$ {fake} mapper --database_path {tmp_path / 'db'}\n")
+
+
+def test_auto_takes_the_executable_only_when_there_is_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from nero_nerfstudio.core.errors import NeroDataError
+    from nero_nerfstudio.process_data.colmap_sfm import choose_sfm_tool
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no colmap
+    assert choose_sfm_tool("auto") == ("pycolmap", None)
+    with pytest.raises(NeroDataError, match="no colmap executable on PATH"):
+        choose_sfm_tool("colmap")
+    fake = tmp_path / "colmap"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert choose_sfm_tool("auto") == ("colmap", str(fake))
+    assert choose_sfm_tool("pycolmap") == ("pycolmap", None)

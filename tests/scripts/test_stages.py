@@ -48,6 +48,9 @@ def test_a_stage_runs_until_its_outputs_exist(tmp_path: Path):
     (tmp_path / "out.txt").unlink()
     assert run_stage(stage, QUIET) is True
     assert runs(tmp_path / "log.txt") == 2
+    # A training run's last output is a pattern: the measurement goes beside its config, not among the checkpoints.
+    trained = Stage("train", ("true",), outputs=(tmp_path / "config.yml", tmp_path / "models" / "step-*.ckpt"))
+    assert timing_path(trained) == tmp_path / ".config.yml.timing.json"
 
 
 def test_a_stage_marked_to_always_run_runs_with_its_outputs_present(tmp_path: Path):
