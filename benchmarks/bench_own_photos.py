@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ if str(BENCHMARK_DIR) not in sys.path:  # benchmarks/ is not a package: bench_pi
 
 from bench_pipeline import CONSOLE, _fmt, check_settings, command_line  # noqa: E402
 
+from nero_nerfstudio.process_data.colmap_sfm import SfmTool  # noqa: E402
 from nero_nerfstudio.scripts.bench_train import replace_section, report_header  # noqa: E402
 from nero_nerfstudio.scripts.stages import (  # noqa: E402
     Stage,
@@ -83,8 +85,8 @@ class BenchOwnPhotosConfig:
     resolution: int = 400
     """Width and height of the photos; structure from motion wants them larger than Stage I does."""
     render_samples: int = 16
-    sfm_tool: str = "pycolmap"
-    """``nero-process-data --sfm-tool``: pycolmap (what every install has) or colmap (the executable)."""
+    sfm_tool: SfmTool = "pycolmap"
+    """``nero-process-data --sfm-tool``: pycolmap (what every install has), colmap (the executable) or auto."""
     method: str = "nero-shape-fast"
     steps: Optional[int] = None
     """Stage I steps (None: the preset's own)."""
@@ -171,29 +173,25 @@ class MeshScore:
     """Deepest vertex under the true table plane, in object radii (0 when none is under it)."""
 
 
-def object_sphere(vertices: np.ndarray) -> Tuple[np.ndarray, float]:
-    center = 0.5 * (vertices.max(axis=0) + vertices.min(axis=0))
-    return center, float(np.linalg.norm(vertices - center, axis=1).max())
-
-
 def evaluate(config: BenchOwnPhotosConfig) -> Dict[str, object]:
     """Camera and frame errors of the SfM run, and both meshes' scores, in the true frame."""
     import trimesh
 
-    from nero_nerfstudio.data.object_frame import ObjectFrame
+    from nero_nerfstudio.data.object_frame import ObjectFrame, point_cloud_sphere
     from nero_nerfstudio.eval.chamfer import mesh_chamfer_distance
+    from nero_nerfstudio.eval.view_geometry import normal_angular_error_deg
     from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
 
     paths = work_paths(config)
     scene = paths["scene"]
     info = json.loads((scene / "gt" / "scene.json").read_text())
     gt_mesh = trimesh.load(scene / "gt" / "mesh.ply", process=False)
-    object_center, object_radius = object_sphere(np.asarray(gt_mesh.vertices))
+    object_center, object_radius = point_cloud_sphere(np.asarray(gt_mesh.vertices), scene / "gt" / "mesh.ply")
     table = np.asarray(info["table_plane"], dtype=np.float64)
     alignment = align_to_true_cameras(paths["photos"] / MODEL, scene / MODEL)
     frame = ObjectFrame.read(paths["photos"] / "nero_frame.json")
     frame_center = alignment(frame.center[None])[0]
-    up_error = np.degrees(np.arccos(np.clip(alignment.rotation @ frame.up @ np.asarray(info["up"]), -1.0, 1.0)))
+    up_error = normal_angular_error_deg((alignment.rotation @ frame.up)[None], np.asarray(info["up"])[None])[0]
     scores: Dict[str, MeshScore] = {}
     for key in RUNS:
         mesh = trimesh.load(config.output_dir / f"mesh_{key}.ply", process=False)
@@ -207,6 +205,7 @@ def evaluate(config: BenchOwnPhotosConfig) -> Dict[str, object]:
         "registered": len(alignment.image_names),
         "camera_error_max": float(alignment.center_errors().max()),
         "camera_error_mean": float(alignment.center_errors().mean()),
+        "sfm_tool": sfm_tool_used(work_paths(config)["logs"] / "photos_sfm.log"),
         "up_error_deg": float(up_error),
         "radius_ratio": alignment.scale * frame.radius / object_radius,
         "sphere_holds_object": bool(
@@ -215,6 +214,12 @@ def evaluate(config: BenchOwnPhotosConfig) -> Dict[str, object]:
         "center_offset": float(np.linalg.norm(frame_center - object_center) / object_radius),
         "scores": {key: asdict(score) for key, score in scores.items()},
     }
+
+
+def sfm_tool_used(sfm_log: Path) -> str:
+    """Which SfM tool nero-process-data ran, from its summary line ("... sparse points (pycolmap, 28 s)")."""
+    match = re.search(r"sparse points \((pycolmap|colmap), ", sfm_log.read_text()) if sfm_log.is_file() else None
+    return match.group(1) if match else "an unrecorded tool"
 
 
 def normals_figure(config: BenchOwnPhotosConfig, path: Path) -> None:
@@ -268,10 +273,10 @@ def normals_figure(config: BenchOwnPhotosConfig, path: Path) -> None:
 
 
 # Report --------------------------------------------------------------------------------------------------------------
-def _seconds(result: Optional[StageResult]) -> str:
+def _seconds(result: Optional[StageResult], unit: str = "") -> str:
     if result is None:
         return "n/a"
-    return f"{result.seconds:.0f}" + (" (reused)" if result.reused else "")
+    return f"{result.seconds:.0f}{unit}" + (" (reused)" if result.reused else "")
 
 
 def comparison_rows(measured: Dict[str, Dict[str, StageResult]], evaluation: Dict[str, object]) -> List[str]:
@@ -313,9 +318,9 @@ def write_reports(
         f"* Capture: `nero-render-scene --layout custom --tabletop`, the {config.mesh} (metallic {config.metallic:g}, "
         f"roughness {config.roughness:g}) on a textured table among props under `{config.environment}`, "
         f"{config.num_views} photos of {config.resolution}x{config.resolution} px, {config.render_samples} spp, "
-        f"denoised; render {_seconds(measured[''].get('render'))} s (shared by both runs, not in the totals).",
-        f"* From photos: `nero-process-data --images scene/images --sfm-tool {config.sfm_tool}` (SfM on the CPU, "
-        "undistortion, the estimated object frame), then the run below on its output.",
+        f"denoised; render {_seconds(measured[''].get('render'), ' s')} (shared by both runs, not in the totals).",
+        f"* From photos: `nero-process-data --images scene/images --sfm-tool {config.sfm_tool}` (SfM with "
+        f"{evaluation['sfm_tool']}, undistortion, the estimated object frame), then the run below on its output.",
         "* True cameras: the rendered scene's own COLMAP model, with a `nero_frame.json` holding the true sphere "
         "(NeRO's, of `object_point_cloud.ply`), up, forward and table plane, passed with `--frame-file`.",
         f"* Both: `ns-train {config.method} nero-custom --max-resolution {config.train_resolution}` ({steps}, "
@@ -324,7 +329,8 @@ def write_reports(
         "* The SfM mesh is taken into the true frame by the similarity that maps the SfM camera centres onto the "
         "true ones (least squares over the registered photos). Chamfer: mean of the two mean point-to-surface "
         f"distances of 100k surface samples, in the true COLMAP frame (object radius {evaluation['object_radius']:.3f}).",
-        f"* Wall time of this invocation: {seconds / 60:.1f} min.",
+        f"* Wall time of this invocation: {seconds / 60:.1f} min. A stage marked (reused) was measured by an earlier "
+        "invocation of the same command (its outputs were kept), so a total may mix invocations.",
         "",
         "## Chamfer and time",
         "",
@@ -333,7 +339,7 @@ def write_reports(
         "## Structure from motion and the estimated frame",
         "",
         f"* Registered {evaluation['registered']} of {config.num_views} photos; aligned camera centres off by "
-        f"{100 * evaluation['camera_error_mean']:.2f} % of the camera distance on average, "  # type: ignore[operator]
+        f"{100 * evaluation['camera_error_mean']:.2f} % of the camera ring's radius on average, "  # type: ignore[operator]
         f"{100 * evaluation['camera_error_max']:.2f} % at most.",  # type: ignore[operator]
         f"* Estimated up {evaluation['up_error_deg']:.2f} deg from the truth; sphere radius "
         f"{evaluation['radius_ratio']:.2f}x the object's, its centre {evaluation['center_offset']:.2f} object radii "

@@ -43,7 +43,7 @@ class CameraAlignment:
         return np.asarray(self.similarity(np.asarray(points, dtype=np.float64)))
 
     def center_errors(self) -> Float[np.ndarray, "N"]:
-        """Distance of each aligned SfM camera centre from its true one, over the mean camera distance (the true
+        """Distance of each aligned SfM camera centre from its true one, over the camera ring's radius (the true
         centres' mean distance from their centroid)."""
         distance = np.linalg.norm(self.true_centers - self.true_centers.mean(axis=0), axis=1).mean()
         return np.linalg.norm(self(self.sfm_centers) - self.true_centers, axis=1) / distance

@@ -17,12 +17,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Literal, Optional, Tuple
+from typing import Callable, List, Literal, Optional
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.data.dataparsers.nero_parser_common import read_image_sizes
 from nero_nerfstudio.process_data import colmap_executable
-from nero_nerfstudio.process_data.colmap_executable import EXECUTABLE, find_colmap
+from nero_nerfstudio.process_data.colmap_executable import EXECUTABLE, ColmapBuild, find_colmap, inspect_colmap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 MIN_IMAGES = 8
@@ -32,6 +32,7 @@ MIN_REGISTERED_FRACTION = 0.5
 
 Matcher = Literal["exhaustive", "sequential"]
 SfmTool = Literal["auto", "pycolmap", "colmap"]
+UsedTool = Literal["pycolmap", "colmap"]
 
 
 @dataclass
@@ -45,7 +46,7 @@ class SfmResult:
     num_images: int
     num_registered: int
     num_points: int
-    tool: Literal["pycolmap", "colmap"]
+    tool: UsedTool
     """Which of the two ran."""
 
 
@@ -75,21 +76,20 @@ def list_photos(images_dir: Path) -> List[Path]:
     return photos
 
 
-def choose_sfm_tool(tool: SfmTool) -> Tuple[Literal["pycolmap", "colmap"], Optional[str]]:
-    """The tool ``auto`` stands for (the ``colmap`` executable when one is on ``PATH``, else pycolmap) and the
-    executable's path.
+def choose_sfm_tool(tool: SfmTool) -> Optional[ColmapBuild]:
+    """The ``colmap`` executable to run (``None``: pycolmap). ``auto`` takes the executable when one is on ``PATH``.
 
     Raises:
         NeroDataError: ``colmap`` asked for and not on ``PATH``.
     """
     executable = find_colmap()
     if tool == "pycolmap" or (tool == "auto" and executable is None):
-        return "pycolmap", None
+        return None
     if executable is None:
         raise NeroDataError(
             Path(EXECUTABLE), "--sfm-tool colmap: no colmap executable on PATH; install COLMAP or use pycolmap"
         )
-    return "colmap", executable
+    return inspect_colmap(executable)
 
 
 def run_sfm(
@@ -122,7 +122,8 @@ def run_sfm(
 
     # COLMAP logs every image of every stage; the progress display says what runs, errors still show.
     pycolmap.logging.minloglevel = 2
-    chosen, executable = choose_sfm_tool(tool)
+    build = choose_sfm_tool(tool)
+    chosen: UsedTool = "pycolmap" if build is None else "colmap"
 
     def announce(text: str) -> None:
         if stage is not None:
@@ -133,60 +134,81 @@ def run_sfm(
     colmap_dir = output_dir / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
-    # The executable's log lives outside output_dir, which a failed run removes: an error names it.
+    # The executable's log lives outside output_dir, which a failed run removes: a data error names it and keeps it.
     log_path: Optional[Path] = None
-    if executable is not None:
+    if build is not None:
         handle, log_name = tempfile.mkstemp(prefix="nero-colmap-", suffix=".log")
         os.close(handle)
         log_path = Path(log_name)
-
-    with tempfile.TemporaryDirectory(prefix="nero-sfm-", dir=colmap_dir) as work_name:
-        work = Path(work_name)
-        if executable is not None and log_path is not None:
-            folders = colmap_executable.reconstruct(
-                executable, database, images_dir, names, work / "sparse", matcher, max_image_size, num_threads,
-                log_path, announce,
+    try:
+        with tempfile.TemporaryDirectory(prefix="nero-sfm-", dir=colmap_dir) as work_name:
+            result = _reconstruct_and_undistort(
+                photos, output_dir, Path(work_name), database, matcher, max_image_size, num_threads, build, log_path,
+                announce,
             )  # fmt: skip
-            reconstructions = [pycolmap.Reconstruction(str(folder)) for folder in folders]
-        else:
-            reconstructions = _pycolmap_reconstructions(database, images_dir, names, work, matcher, max_image_size,
-                                                        num_threads, announce)  # fmt: skip
-        # On failure the executable's log stays where it is, in the system's temporary folder, for the user to read.
-        log_note = f" (colmap's output: {log_path})" if log_path is not None else ""
-        if not reconstructions:
-            raise NeroDataError(
-                images_dir,
-                f"SfM registered 0 of {len(photos)} photos{log_note}: no two photos share enough matched features; "
-                "photograph with more overlap (an object on a textured table, each photo a few degrees from the last)",
-            )
-        reconstruction = max(reconstructions, key=lambda model: model.num_reg_images())
-        num_registered = reconstruction.num_reg_images()
-        if num_registered < MIN_REGISTERED_FRACTION * len(photos):
-            raise NeroDataError(
-                images_dir,
-                f"SfM registered {num_registered} of {len(photos)} photos (in {len(reconstructions)} model(s))"
-                f"{log_note}; "
-                "photograph with more overlap and texture around the object (a textured table, no blur, fixed "
-                "exposure), or remove photos of other things",
-            )
+    except NeroDataError:
+        raise
+    except BaseException:
+        if log_path is not None:
+            log_path.unlink(missing_ok=True)
+        raise
+    if log_path is not None:
+        shutil.move(str(log_path), str(colmap_dir / "colmap.log"))
+    return result
+
+
+def _reconstruct_and_undistort(
+    photos: List[Path], output_dir: Path, work: Path, database: Path, matcher: Matcher, max_image_size: int,
+    num_threads: int, build: Optional[ColmapBuild], log_path: Optional[Path], announce: Callable[[str], None],
+) -> SfmResult:  # fmt: skip
+    """:func:`run_sfm`'s work inside its temporary folder ``work``."""
+    import pycolmap  # pylint: disable=import-outside-toplevel
+
+    images_dir = photos[0].parent
+    names = [path.name for path in photos]
+    if build is not None and log_path is not None:
+        folders = colmap_executable.reconstruct(
+            build, database, images_dir, names, work / "sparse", matcher, max_image_size, num_threads, log_path,
+            announce,
+        )  # fmt: skip
+        models = [(pycolmap.Reconstruction(str(folder)), folder) for folder in folders]
+    else:
+        reconstructions = _pycolmap_reconstructions(database, images_dir, names, work, matcher, max_image_size,
+                                                    num_threads, announce)  # fmt: skip
+        models = [(reconstruction, None) for reconstruction in reconstructions]
+    log_note = f" (colmap's output: {log_path})" if log_path is not None else ""
+    if not models:
+        raise NeroDataError(
+            images_dir,
+            f"SfM registered 0 of {len(photos)} photos{log_note}: no two photos share enough matched features; "
+            "photograph with more overlap (an object on a textured table, each photo a few degrees from the last)",
+        )
+    reconstruction, model_folder = max(models, key=lambda model: model[0].num_reg_images())
+    num_registered = reconstruction.num_reg_images()
+    if num_registered < MIN_REGISTERED_FRACTION * len(photos):
+        raise NeroDataError(
+            images_dir,
+            f"SfM registered {num_registered} of {len(photos)} photos (in {len(models)} model(s)){log_note}; "
+            "photograph with more overlap and texture around the object (a textured table, no blur, fixed "
+            "exposure), or remove photos of other things",
+        )
+    announce(f"Undistorting the {num_registered} registered photos")
+    undistorted = work / "undistorted"
+    if build is not None and log_path is not None and model_folder is not None:
+        # The mapper's own folder: no round trip through another COLMAP version's writer.
+        colmap_executable.undistort(build, model_folder, images_dir, names, undistorted, log_path)
+    else:
         distorted = work / "distorted"
         distorted.mkdir()
         reconstruction.write_binary(str(distorted))
-        announce(f"Undistorting the {num_registered} registered photos")
-        undistorted = work / "undistorted"
-        if executable is not None and log_path is not None:
-            colmap_executable.undistort(executable, distorted, images_dir, names, undistorted, log_path)
-        else:
-            pycolmap.undistort_images(undistorted, distorted, images_dir, image_names=names, num_threads=num_threads)
-        model_folder = colmap_dir / "sparse" / "0"
-        model_folder.parent.mkdir(parents=True)
-        shutil.move(str(undistorted / "sparse"), str(model_folder))
-        images_out = output_dir / "images"
-        shutil.move(str(undistorted / "images"), str(images_out))
-        num_points = reconstruction.num_points3D()
-    if log_path is not None:
-        shutil.move(str(log_path), str(colmap_dir / "colmap.log"))
-    return SfmResult(model_folder, images_out, len(photos), num_registered, num_points, chosen)
+        pycolmap.undistort_images(undistorted, distorted, images_dir, image_names=names, num_threads=num_threads)
+    sparse_folder = output_dir / "colmap" / "sparse" / "0"
+    sparse_folder.parent.mkdir(parents=True)
+    shutil.move(str(undistorted / "sparse"), str(sparse_folder))
+    images_out = output_dir / "images"
+    shutil.move(str(undistorted / "images"), str(images_out))
+    return SfmResult(sparse_folder, images_out, len(photos), num_registered, reconstruction.num_points3D(),
+                     "pycolmap" if build is None else "colmap")  # fmt: skip
 
 
 def _pycolmap_reconstructions(

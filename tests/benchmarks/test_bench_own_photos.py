@@ -36,11 +36,14 @@ def test_tiny_run_compares_photos_with_true_cameras_in_a_report_a_section_and_a_
         row = re.search(rf"^\| {re.escape(label)} \|(.*)\|$", report, re.MULTILINE)
         assert row is not None, report
         cells = [cell.strip() for cell in row.group(1).split("|")]
-        chamfer = float(cells[0])
-        assert np.isfinite(chamfer) and chamfer > 0
+        # 20 steps leave about the initial sphere: on the object, not yet its shape (a sphere of 1.3 object radii
+        # around it would score about 0.65 object radii).
+        assert 0.0 < float(cells[1]) < 0.6, cells
         assert float(cells[8]) > 0  # total seconds
-    registered = re.search(r"Registered (\d+) of 32 photos", report)
-    assert registered is not None and int(registered.group(1)) >= 16
+    # The SfM poses, aligned: within 1 % of the camera ring's radius, as the process-data test asks.
+    cameras = re.search(r"Registered (\d+) of 32 photos; aligned camera centres off by ([\d.]+) % ", report)
+    assert cameras is not None and float(cameras.group(2)) < 1.0, report
+    assert "(SfM with pycolmap, " in report
     assert re.search(r"From photos / true cameras: Chamfer \d+\.\d\dx, time \d+\.\d\dx", report)
 
     sections = marked_sections(summary.read_text())

@@ -17,8 +17,9 @@ import torch
 import trimesh
 from shape_run import cpu_test_config, train
 
-from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
+from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame, point_cloud_sphere
 from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
+from nero_nerfstudio.eval.view_geometry import normal_angular_error_deg
 from nero_nerfstudio.scenes.render_scene import RenderSceneConfig, render_scene
 
 pytestmark = pytest.mark.slow
@@ -75,11 +76,10 @@ def test_sfm_registers_the_capture_and_the_frame_matches_the_truth(processed: Pa
     mesh = trimesh.load(tabletop_photos / "gt" / "mesh.ply", process=False)
     scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
     vertices = np.asarray(mesh.vertices)
-    object_center = 0.5 * (vertices.max(axis=0) + vertices.min(axis=0))
-    object_radius = np.linalg.norm(vertices - object_center, axis=1).max()
+    _, object_radius = point_cloud_sphere(vertices, "gt mesh")
     assert np.linalg.norm(vertices - center, axis=1).max() <= radius  # the sphere holds the object
     assert radius <= 1.5 * object_radius
-    assert np.degrees(np.arccos(np.clip(up @ np.asarray(scene["up"]), -1.0, 1.0))) < 5.0
+    assert normal_angular_error_deg(up[None], np.asarray(scene["up"])[None])[0] < 5.0
     assert frame.table_plane is not None
 
 
@@ -106,8 +106,7 @@ def test_short_stage_one_run_lands_on_the_object_without_the_table(processed: Pa
     scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
     table = np.asarray(scene["table_plane"], dtype=np.float64)
     gt_vertices = np.asarray(trimesh.load(tabletop_photos / "gt" / "mesh.ply", process=False).vertices)
-    object_center = 0.5 * (gt_vertices.max(axis=0) + gt_vertices.min(axis=0))
-    object_radius = np.linalg.norm(gt_vertices - object_center, axis=1).max()
+    object_center, object_radius = point_cloud_sphere(gt_vertices, "gt mesh")
     # No table left: nothing below the object's foot, nothing spread out along the table.
     assert (vertices @ table[:3] + table[3]).min() > -0.05 * object_radius
     assert np.linalg.norm(vertices - object_center, axis=1).max() < 1.3 * object_radius
@@ -134,7 +133,7 @@ def test_the_colmap_executable_registers_the_capture_too(tabletop_photos: Path, 
     frame = ObjectFrame.read(output_dir / FRAME_FILE_NAME)
     scene = json.loads((tabletop_photos / "gt" / "scene.json").read_text())
     up = alignment.rotation @ frame.up
-    assert np.degrees(np.arccos(np.clip(up @ np.asarray(scene["up"]), -1.0, 1.0))) < 5.0
+    assert normal_angular_error_deg(up[None], np.asarray(scene["up"])[None])[0] < 5.0
 
 
 def test_asking_for_a_missing_colmap_executable_stops_with_one_line(tabletop_photos: Path, tmp_path: Path):
@@ -199,29 +198,53 @@ def test_bad_captures_stop_with_one_line(tabletop_photos: Path, tmp_path: Path, 
         assert not output_dir.exists()  # nothing half-made left behind: the same command can run again
 
 
+def _fake_colmap(folder: Path, body: str) -> Path:
+    fake = folder / "colmap"
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(0o755)
+    return fake
+
+
 def test_a_failing_colmap_tool_is_one_line_naming_its_log(tmp_path: Path):
     from nero_nerfstudio.core.errors import NeroDataError
     from nero_nerfstudio.process_data.colmap_executable import run_colmap
 
-    fake = tmp_path / "colmap"
-    fake.write_text("#!/bin/sh\necho 'Loading database'\necho 'E1130 mapper.cc:42] No good initial image pair found.'\nexit 2\n")
-    fake.chmod(0o755)
+    # A failed CHECK: glog's fatal line, then a stack trace whose last line says nothing.
+    fake = _fake_colmap(tmp_path, (
+        "echo 'Loading database'\n"
+        "echo 'F1130 12:00:00.000 1 undistortion.cc:42] Check failed: reconstruction.NumRegImages() > 0'\n"
+        "echo '*** Check failure stack trace: ***'\necho '    @     0x55d0c1 _start'\nexit 134\n"
+    ))  # fmt: skip
     log = tmp_path / "colmap.log"
-    with pytest.raises(NeroDataError, match=r"colmap\.log: `colmap mapper` failed \(exit 2\): E1130 .*initial image pair"):
+    with pytest.raises(NeroDataError, match=r"colmap\.log: `colmap mapper` failed \(exit 134\): F1130 .*Check failed: rec"):
         run_colmap(str(fake), "mapper", {"database_path": tmp_path / "db"}, log)
     assert log.read_text().startswith(f"$ {fake} mapper --database_path {tmp_path / 'db'}\n")
+    _fake_colmap(tmp_path, "echo 'Reading images'\necho 'nothing matched'\nexit 1\n")  # no error line: the last one
+    with pytest.raises(NeroDataError, match=r"`colmap feature_extractor` failed \(exit 1\): nothing matched$"):
+        run_colmap(str(fake), "feature_extractor", {}, log)
 
 
-def test_auto_takes_the_executable_only_when_there_is_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+@pytest.mark.parametrize(
+    "help_text, banner, prefixes, cuda",
+    [
+        ("--SiftExtraction.use_gpu arg (=1)", "COLMAP 3.8 (Commit Unknown on Unknown without CUDA)",
+         ("SiftExtraction", "SiftMatching"), False),
+        ("--FeatureExtraction.use_gpu arg (=1)", "COLMAP 3.13 (Commit abc on 2025-11-01 with CUDA)",
+         ("FeatureExtraction", "FeatureMatching"), True),
+    ],
+)  # fmt: skip
+def test_auto_takes_the_executable_only_when_there_is_one_and_reads_its_option_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, help_text: str, banner: str, prefixes, cuda: bool
+):
     from nero_nerfstudio.core.errors import NeroDataError
     from nero_nerfstudio.process_data.colmap_sfm import choose_sfm_tool
 
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no colmap
-    assert choose_sfm_tool("auto") == ("pycolmap", None)
+    assert choose_sfm_tool("auto") is None
     with pytest.raises(NeroDataError, match="no colmap executable on PATH"):
         choose_sfm_tool("colmap")
-    fake = tmp_path / "colmap"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
-    assert choose_sfm_tool("auto") == ("colmap", str(fake))
-    assert choose_sfm_tool("pycolmap") == ("pycolmap", None)
+    fake = _fake_colmap(tmp_path, f'if [ "$1" = feature_extractor ]; then echo "{help_text}"; else echo "{banner}"; fi\n')
+    build = choose_sfm_tool("auto")
+    assert build is not None and build.path == str(fake)
+    assert (build.extraction, build.matching) == prefixes and build.cuda is cuda
+    assert choose_sfm_tool("pycolmap") is None

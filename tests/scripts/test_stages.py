@@ -48,9 +48,6 @@ def test_a_stage_runs_until_its_outputs_exist(tmp_path: Path):
     (tmp_path / "out.txt").unlink()
     assert run_stage(stage, QUIET) is True
     assert runs(tmp_path / "log.txt") == 2
-    # A training run's last output is a pattern: the measurement goes beside its config, not among the checkpoints.
-    trained = Stage("train", ("true",), outputs=(tmp_path / "config.yml", tmp_path / "models" / "step-*.ckpt"))
-    assert timing_path(trained) == tmp_path / ".config.yml.timing.json"
 
 
 def test_a_stage_marked_to_always_run_runs_with_its_outputs_present(tmp_path: Path):
@@ -244,3 +241,11 @@ def test_relight_views_stage_is_done_with_its_last_frame(tmp_path: Path):
     assert stage.argv[stage.argv.index("--view-ids") + 1 : stage.argv.index("--samples")] == ("3", "7")
     # The benchmark's measurement file of a relight stage (older output folders hold it under this name).
     assert timing_path(stage) == tmp_path / "relit" / ".7.png.timing.json"
+
+
+def test_a_measured_training_stage_keeps_its_timing_beside_its_config_not_among_its_checkpoints(tmp_path: Path):
+    """nerfstudio's loader parses the name of every file in nerfstudio_models/; a stray one breaks it."""
+    trained = Stage("train", ("true",), outputs=(tmp_path / "config.yml", tmp_path / "models" / "step-*.ckpt"))
+    assert timing_path(trained) == tmp_path / ".config.yml.timing.json"
+    with pytest.raises(ValueError, match="needs an output that is a file, not only patterns"):
+        timing_path(Stage("train", ("true",), outputs=(tmp_path / "models" / "step-*.ckpt",)))
