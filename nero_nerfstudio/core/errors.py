@@ -6,8 +6,11 @@ sees one clear line instead of a traceback from deep inside numpy or torch.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Union
+from types import TracebackType
+from typing import Callable, Optional, Type, Union
 
 
 class NeroDataError(ValueError):
@@ -17,3 +20,36 @@ class NeroDataError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+TRACEBACK_VARIABLE = "NERO_TRACEBACK"
+"""Environment variable: set to 1 to see the traceback of a data error too (for a bug report)."""
+
+ExceptHook = Callable[[Type[BaseException], BaseException, Optional[TracebackType]], object]
+
+
+def _one_line_hook(previous: ExceptHook) -> ExceptHook:
+    def hook(kind: Type[BaseException], error: BaseException, trace: Optional[TracebackType]) -> None:
+        if not issubclass(kind, NeroDataError) or os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
+            previous(kind, error, trace)
+            return
+        from rich.console import Console  # pylint: disable=import-outside-toplevel
+
+        program = os.path.basename(sys.argv[0]) or "python"
+        Console(stderr=True).print(f"{program}: {error}", style="bold red", markup=False, soft_wrap=True)
+
+    hook.nero_one_line = True  # type: ignore[attr-defined]
+    return hook
+
+
+def answer_data_errors_in_one_line() -> None:
+    """Let an uncaught :class:`NeroDataError` end the process with one red line on stderr (exit code 1) instead of a
+    traceback; every other exception keeps the hook it had.
+
+    NeRO's code runs inside nerfstudio's own commands (``ns-train``, ``ns-viewer``, ``ns-render``, ``ns-eval``), which
+    do not catch errors: this is how a bad dataset or checkpoint given to them gets the same one line as ``nero-*``
+    commands. Called when the method configs are imported, which every ``ns-*`` command does first. Set
+    ``NERO_TRACEBACK=1`` for the traceback.
+    """
+    if not getattr(sys.excepthook, "nero_one_line", False):
+        sys.excepthook = _one_line_hook(sys.excepthook)

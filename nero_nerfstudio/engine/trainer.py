@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional, Type, cast
 
 import torch
@@ -27,7 +28,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME
-from nero_nerfstudio.engine.checkpoints import checkpoint_file_name, read_checkpoint, read_latest_checkpoint
+from nero_nerfstudio.utils.checkpoint import checkpoint_file_name, read_checkpoint, read_latest_checkpoint
 from nero_nerfstudio.engine.non_finite import describe_non_finite_batch, non_finite_gradients
 from nero_nerfstudio.utils.io import atomic_path
 
@@ -37,6 +38,18 @@ class NeroTrainerConfig(TrainerConfig):
     """nerfstudio's ``TrainerConfig``; ``max_num_iterations`` is the last step + 1 of the run, also when resuming."""
 
     _target: Type = field(default_factory=lambda: NeroTrainer)
+
+    def save_config(self) -> None:
+        """nerfstudio's ``config.yml``, with the dataset folder made absolute first (Stage II's mesh already is): the
+        file keeps it, and ``ns-viewer``, ``nero-export`` and ``nero-eval`` then load the run from any folder (a path
+        as typed would only work from the folder training started in)."""
+        datamanager = self.pipeline.datamanager
+        if getattr(datamanager, "data", None) is not None:
+            datamanager.data = Path(datamanager.data).absolute()
+        dataparser = getattr(datamanager, "dataparser", None)
+        if dataparser is not None and getattr(dataparser, "data", None) not in (None, Path()):
+            dataparser.data = Path(dataparser.data).absolute()
+        super().save_config()
 
 
 class NeroTrainer(Trainer):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+from jaxtyping import Float
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
@@ -125,6 +126,19 @@ def compare_with_depth_maps(
     )
 
 
+def frame_mismatch(pred_points: Float[np.ndarray, "N 3"], gt_points: Float[np.ndarray, "M 3"]) -> Optional[str]:
+    """Why the two point sets cannot be one object in one frame, or None: bounding boxes that do not overlap, or
+    whose diagonals differ more than 2x (a mesh exported in the normalised frame, or another scene's)."""
+    pred_low, pred_high = pred_points.min(axis=0), pred_points.max(axis=0)
+    gt_low, gt_high = gt_points.min(axis=0), gt_points.max(axis=0)
+    if np.any(pred_low > gt_high) or np.any(gt_low > pred_high):
+        return "its bounding box does not overlap the ground truth's"
+    ratio = float(np.linalg.norm(pred_high - pred_low) / max(np.linalg.norm(gt_high - gt_low), 1e-12))
+    if not 0.5 <= ratio <= 2.0:
+        return f"its bounding box is {ratio:.3g}x the size of the ground truth's"
+    return None
+
+
 def evaluate_shape(
     mesh_path: Path,
     scene_dir: Path,
@@ -167,6 +181,13 @@ def evaluate_shape(
         )
     if gt_mesh_path is not None:
         ground_truth = load_ground_truth_geometry(gt_mesh_path)
+        gt_points = ground_truth if isinstance(ground_truth, np.ndarray) else np.asarray(ground_truth.vertices)
+        mismatch = frame_mismatch(np.asarray(pred_mesh.vertices), gt_points)
+        if mismatch is not None:
+            result.notes.append(
+                f"{mesh_path.name}: {mismatch}; is it in the scene's dataset frame (nero-export's default)? The "
+                "Chamfer below compares two different places"
+            )
         if isinstance(ground_truth, np.ndarray):
             distance = mesh_to_points_chamfer_distance(pred_mesh, ground_truth, num_mesh_samples)
         else:

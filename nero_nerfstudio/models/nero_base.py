@@ -29,6 +29,7 @@ from torch import Tensor
 from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.photographer import photographer_w2p
+from nero_nerfstudio.models.viewer_defaults import NeroViewerDefaults
 
 
 @dataclass
@@ -79,6 +80,8 @@ class NeroModel(Model):
             poses = torch.zeros(0, 3, 4)
         # Not persistent: it comes with the dataset, not with the checkpoint.
         self.register_buffer("photographer_w2p", poses, persistent=False)
+        # Found and set up by nerfstudio's viewer (ns-train, ns-viewer).
+        self.viewer_defaults = NeroViewerDefaults()
 
         from torchmetrics.functional import structural_similarity_index_measure
         from torchmetrics.image import PeakSignalNoiseRatio

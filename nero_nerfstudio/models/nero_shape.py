@@ -57,6 +57,9 @@ LEGACY_SAMPLER_FIELDS: Dict[str, str] = {
     "clip_sample_variance": "clip_sample_variance",
 }
 
+OBJECT_OPACITY = 0.5
+"""Opacity above which a ray ends on the object: nerfstudio's alpha cut (its exporters keep alpha > 0.5)."""
+
 # Shader outputs composited per ray for the viewer and evaluation images, and how they are shown: "linear" values
 # as they are (materials, albedo-like maps), "srgb" lights and colours as clamp(sRGB(.), 0, 1) (method.md §3.9).
 SHADER_DISPLAY: Dict[str, Literal["linear", "srgb"]] = {
@@ -288,11 +291,12 @@ class NeroShapeModel(NeroModel):
 
         Returns ``rgb`` ``[num_rays, 3]`` (object and background); ``accumulation`` ``[num_rays, 1]``, the summed
         weight of the samples inside the unit sphere (object opacity); ``depth`` ``[num_rays, 1]``, their expected
-        distance along the unit ray direction normalised by that weight (0 where it is 0). In training also the
-        per-sample tensors the losses need (``surface_samples``, ``init_sdf_samples``); in evaluation ``normal``
-        (unit, world frame), ``normals`` (``(normal + 1) / 2`` in ``[0, 1]``, what ``ns-export pointcloud
-        --normal-method model_output`` reads) and, for the split-sum shader, its maps of :data:`SHADER_DISPLAY`; all
-        per ray with 1 or 3 channels.
+        distance along the unit ray direction normalised by that weight (0 where it is 0; in evaluation also where the
+        opacity is at most :data:`OBJECT_OPACITY`). In training also the per-sample tensors the losses need
+        (``surface_samples``, ``init_sdf_samples``); in evaluation ``normal`` (unit, world frame), ``normals``
+        (``(normal + 1) / 2`` in ``[0, 1]``, what ``ns-export pointcloud --normal-method model_output`` reads), both
+        0 off the object, and, for the split-sum shader, its maps of :data:`SHADER_DISPLAY`; all per ray with 1 or 3
+        channels.
         """
         samples = self.sample_and_forward_field(ray_bundle)
         ray_samples, inside, weights = samples["ray_samples"], samples["inside"], samples["weights"]
@@ -323,9 +327,14 @@ class NeroShapeModel(NeroModel):
         def render_surface(values: Tensor) -> Tensor:
             return self.renderer_surface(values, surface_weights, ray_indices=ray_indices, num_rays=num_rays)
 
-        normal = F.normalize(render_surface(samples["normals"]), dim=-1)
+        # A ray that crosses the unit sphere but misses the object still carries tiny surface weights, and normalising
+        # them would paint the whole sphere: off the object (opacity at most 0.5, nerfstudio's alpha cut) depth and
+        # normals are 0, a flat background in the viewer, ns-render and the exporters.
+        on_object = accumulation > OBJECT_OPACITY
+        outputs["depth"] = depth * on_object
+        normal = F.normalize(render_surface(samples["normals"]), dim=-1) * on_object
         outputs[NeroKey.NORMAL] = normal
-        outputs[NeroKey.NORMALS] = ((normal + 1.0) / 2.0).clamp(0.0, 1.0)
+        outputs[NeroKey.NORMALS] = ((normal + 1.0) / 2.0).clamp(0.0, 1.0) * on_object
         for name, display in SHADER_DISPLAY.items() if self.split_sum else ():
             if name == "photographer_light" and not self.use_photographer_light:
                 continue
@@ -401,8 +410,7 @@ class NeroShapeModel(NeroModel):
         images = {
             "img": torch.cat([image, rgb], dim=1),
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),
-            # Black where the ray does not end on the object.
-            "normal": outputs[NeroKey.NORMALS] * (outputs["accumulation"] > 0.5),
+            "normal": outputs[NeroKey.NORMALS],  # black where the ray does not end on the object
         }
         if self.split_sum:
             gray = self.gray_panel

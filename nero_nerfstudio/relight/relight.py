@@ -3,11 +3,13 @@
 This side (the caller's Python) checks every input, reads the mesh and decodes the materials, computes the cameras,
 and writes ``OUT/relight_job.json`` + ``OUT/relight_mesh.npz``; ``blender_backend/relight_backend.py`` builds the
 scene from them in a Blender child process and writes ``OUT/<k>.png`` (RGBA) and ``OUT/scene.blend``. Frames whose
-PNG already exists are skipped, so an interrupted run resumes (delete the folder after changing settings).
+PNG already exists are skipped, so an interrupted run resumes; frames rendered with other settings or inputs (the
+previous ``relight_job.json`` says which) are rendered again, with a line that says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ JOB_FILE = "relight_job.json"
 MESH_FILE = "relight_mesh.npz"
 BLEND_FILE = "scene.blend"
 TEXTURE_DIR = "textures"
+NOT_IN_THE_IMAGE = frozenset({"frames", "threads", "device"})
+"""Job entries that change how a frame is rendered, not what it shows (frames are compared one by one)."""
 GLB_IN_FOLDER = "material.glb"
 """What nero-export writes next to (or instead of) NeRO's .npy files."""
 
@@ -54,7 +58,8 @@ class RelightConfig:
     textured glTF .glb (baseColorTexture, metallicRoughnessTexture: G = roughness, B = metallic); a folder with
     only material.glb uses that .glb."""
     output_dir: Path
-    """Frames ``<k>.png`` (RGBA), ``scene.blend`` and the job files go here; existing frames are not re-rendered."""
+    """Frames ``<k>.png`` (RGBA), ``scene.blend`` and the job files go here; existing frames made with the same
+    settings and inputs are not re-rendered (an interrupted run resumes), others are."""
     mesh: Optional[Path] = None
     """Mesh (.ply/.obj) whose vertex order matches the .npy rows; not needed with a .glb (its own mesh is used)."""
     hdr: str = "sunset"
@@ -245,6 +250,7 @@ def prepare_job(config: RelightConfig, console: Optional[Console] = None) -> Tup
     # Every input is checked: only now is anything written.
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    digest = inputs_digest(arrays, textures)
     for key, image in textures.items():
         texture_path = output_dir / TEXTURE_DIR / f"{key.removesuffix('_image')}.png"
         with atomic_path(texture_path) as tmp_path:
@@ -274,11 +280,62 @@ def prepare_job(config: RelightConfig, console: Optional[Console] = None) -> Tup
         "threads": config.threads,
         "seed": config.seed,
         "blend_path": str((output_dir / BLEND_FILE).resolve()),
+        "inputs_digest": digest,
         "frames": frames,
     }
     job_path = output_dir / JOB_FILE
+    stale, changed = stale_frames(job_path, job)
+    if stale:
+        console.print(
+            f"[yellow]{output_dir}: {len(stale)} frame(s) were rendered with other {', '.join(changed)}; rendering "
+            "them again"
+        )
+        for path in stale:
+            path.unlink()
     atomic_write_bytes(job_path, json.dumps(job, indent=1).encode())
     return job_path, len(frames)
+
+
+def inputs_digest(arrays: Dict[str, np.ndarray], textures: Dict[str, Any]) -> str:
+    """A fingerprint of the mesh, materials and textures a job renders (their file names stay the same)."""
+    digest = hashlib.sha1()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    for name in sorted(textures):
+        digest.update(name.encode())
+        digest.update(np.asarray(textures[name]).tobytes())
+    return digest.hexdigest()
+
+
+def stale_frames(previous_job_path: Path, job: Dict[str, Any]) -> Tuple[List[Path], List[str]]:
+    """The finished frames of the folder's previous job that ``job`` would skip although they show something else,
+    and what changed (setting names, "inputs" for the mesh or materials, "cameras").
+
+    A folder without a readable previous job has nothing to compare: its frames are kept (resumed) as before."""
+    try:
+        previous = json.loads(previous_job_path.read_text())
+    except (OSError, ValueError):
+        return [], []
+    if not isinstance(previous, dict) or not isinstance(previous.get("frames"), list):
+        return [], []
+    job = json.loads(json.dumps(job))  # as the previous one was read back: lists, not tuples
+    labels = {"inputs_digest": "inputs (mesh or materials)", "environment": "environment (--hdr)"}
+    changed = [
+        labels.get(key, key) for key in job if key not in NOT_IN_THE_IMAGE and previous.get(key) != job[key]
+    ]
+    previous_frames = {frame.get("path"): frame for frame in previous["frames"] if isinstance(frame, dict)}
+    stale = []
+    moved = False
+    for frame in job["frames"]:
+        path = Path(frame["path"])
+        if not path.exists():
+            continue
+        if changed or previous_frames.get(frame["path"]) != frame:
+            moved = moved or previous_frames.get(frame["path"]) != frame
+            stale.append(path)
+    return stale, changed + (["cameras"] if moved else [])
 
 
 def relight(config: RelightConfig, console: Optional[Console] = None) -> RelightResult:

@@ -62,12 +62,34 @@ def resolve_environment(name_or_path: str, environments: Optional[Dict[str, Path
     environments = bundled_environments() if environments is None else environments
     if name_or_path in environments:
         return environments[name_or_path]
-    return _existing_file(
+    path = _existing_file(
         name_or_path,
         (".exr", ".hdr"),
         "environment map",
         f"unknown environment; use one of {', '.join(sorted(environments))} or a path to an .exr/.hdr file",
     )
+    check_environment_map(path)
+    return path
+
+
+def check_environment_map(path: Path) -> None:
+    """Decode an .exr/.hdr file once (OpenCV) and refuse one that does not decode to an RGB image: Blender would
+    render a damaged map as plain magenta, without an error.
+
+    Raises:
+        NeroDataError: naming the file.
+    """
+    import os  # pylint: disable=import-outside-toplevel
+
+    # OpenCV's EXR reader is built in but off unless asked for (before the first EXR is read).
+    os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
+    import cv2  # pylint: disable=import-outside-toplevel
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise NeroDataError(path, "cannot decode this environment map (truncated, or not an OpenEXR/Radiance HDR image)")
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 2:
+        raise NeroDataError(path, f"environment map of shape {image.shape}; expected an RGB(A) equirectangular image")
 
 
 def file_mesh_path(name: str) -> Path:

@@ -175,7 +175,13 @@ class EvalRelight:
     def main(self) -> Dict[str, Any]:
         from nero_nerfstudio.eval.relight_metrics import evaluate_relight, matched_views
 
-        matched_views(self.pred, self.gt, self.num_views)  # fail on bad folders before LPIPS loads
+        views = matched_views(self.pred, self.gt, self.num_views)  # fail on bad folders before LPIPS loads
+        if len(views) < self.num_views:
+            CONSOLE.print(
+                f"[bold yellow]{self.pred}: scoring {len(views)} of the {self.num_views} views asked for (--num-views): "
+                f"only {len(views)} image name(s) are in both it and {self.gt}",
+                highlight=False,
+            )
         result = evaluate_relight(self.pred, self.gt, self.num_views, self.background, load_lpips(self.lpips_net))
         report = {
             "psnr": result.scaled.psnr,
@@ -183,6 +189,7 @@ class EvalRelight:
             "lpips": result.scaled.lpips,
             "unscaled": dataclasses.asdict(result.unscaled),
             "num_views": len(result.views),
+            "num_views_asked": self.num_views,
             "background": self.background,
             "per_view": result.per_view,
             "pred": str(self.pred),

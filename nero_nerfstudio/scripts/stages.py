@@ -231,7 +231,9 @@ def train_stage(
     argv = ["ns-train", method] + ([] if mesh_path is None else ["--pipeline.model.mesh-path", str(mesh_path)])
     argv += ["--machine.device-type", "cpu", "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True"]
     argv += ["--output-dir", str(output_dir), "--experiment-name", experiment, "--timestamp", "run"]
-    argv += [] if steps is None else ["--max-num-iterations", str(steps)]
+    # A short run still logs eval images to TensorBoard (nerfstudio's default is every 500 steps).
+    if steps is not None:
+        argv += ["--max-num-iterations", str(steps), "--steps-per-eval-image", str(max(1, steps // 3))]
     argv += [*dataparser, "--data", str(scene_dir)]
     run = run_dir(output_dir, experiment, method)
     inputs = (scene_dir,) + (() if mesh_path is None else (mesh_path,))

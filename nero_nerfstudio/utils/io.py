@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
+from nero_nerfstudio.core.errors import NeroDataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
@@ -17,8 +19,11 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     (trimesh, imageio, PIL) behave as for the real name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as error:  # a read-only place, a file where a folder should be, a full disk
+        raise NeroDataError(path, f"cannot write here ({error.strerror or error})") from error
     os.close(fd)
     tmp_path = Path(tmp_name)
     # mkstemp creates the file as 0600; give the result the permissions a plain open() would.
@@ -28,6 +33,11 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as error:
+        # Name the file the user asked for, not the hidden temporary one; other files' errors pass unchanged.
+        if error.filename not in (str(tmp_path), tmp_name) and str(tmp_path) not in str(error):
+            raise
+        raise NeroDataError(path, f"cannot write here ({error.strerror or error})") from error
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

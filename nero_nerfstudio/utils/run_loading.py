@@ -51,9 +51,17 @@ def load_pipeline(config_path: Path, test_mode: str = "inference") -> Tuple[Pipe
     from nerfstudio.engine.trainer import TrainerConfig
     from nerfstudio.utils.eval_utils import eval_setup
 
+    from nero_nerfstudio.utils.checkpoint import CHECKPOINT_NAME, read_latest_checkpoint
+
+    # The newest readable checkpoint, a damaged newer one skipped with a warning as training does (nerfstudio's loader
+    # takes the newest file, whatever it holds, and fails with torch's error).
+    readable_path, _ = read_latest_checkpoint(checkpoint_dir)
+    load_step = int(CHECKPOINT_NAME.fullmatch(readable_path.name).group(1))  # type: ignore[union-attr]
+
     def use_checkpoints_next_to_config(config: TrainerConfig) -> TrainerConfig:
         # An absolute relative_model_dir wins over output_dir/experiment/method/timestamp in get_checkpoint_dir().
         config.relative_model_dir = checkpoint_dir.resolve()
+        config.load_step = load_step
         return config
 
     with allow_numpy_in_checkpoints():

@@ -111,12 +111,28 @@ def _single_array_pickle(folder):
         pickle.dump(np.eye(3), file)
 
 
+def _intrinsics(fx, cx):
+    def damage(folder):
+        with open(folder / "2-camera.pkl", "rb") as file:
+            pose, intrinsics = pickle.load(file)
+        intrinsics = np.array(intrinsics, dtype=np.float64)
+        intrinsics[0, 0], intrinsics[0, 2] = fx, cx
+        with open(folder / "2-camera.pkl", "wb") as file:
+            pickle.dump((pose, intrinsics), file)
+
+    return damage
+
+
 def _missing_image(folder):
     (folder / "2.png").unlink()
 
 
 def _corrupt_image(folder):
     (folder / "2.png").write_bytes(b"\x89PNG broken")
+
+
+def _image_size(folder):
+    Image.fromarray(np.zeros((HEIGHT + 2, WIDTH + 2, 3), dtype=np.uint8)).save(folder / "2.png")
 
 
 def _depth_size(folder):
@@ -129,9 +145,13 @@ def _depth_size(folder):
         (_break_pickle, "2-camera.pkl", "unpickle"),
         (_wrong_pickle_shapes, "2-camera.pkl", r"\(pose 3x4, K 3x3\)"),
         (_single_array_pickle, "2-camera.pkl", r"\(pose 3x4, K 3x3\)"),
+        (_intrinsics(0.0, WIDTH / 2), "2-camera.pkl", r"focal length fx = 0, .*must be positive"),
+        (_intrinsics(-50.0, WIDTH / 2), "2-camera.pkl", r"focal length fx = -50"),
+        (_intrinsics(50.0, 3 * WIDTH), "2-camera.pkl", r"principal point .* far outside"),
         (_missing_image, "2.png", "missing"),
         (_corrupt_image, "2.png", "cannot read"),
         (_depth_size, "2-depth.png", "differs"),
+        (_image_size, "2.png", r"image size .* differs from the other images'"),
     ],
 )
 def test_bad_input_names_the_file(tmp_path, damage, file_name, problem):

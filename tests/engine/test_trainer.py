@@ -15,11 +15,12 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import torch
+import yaml
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.configs.method_configs import small_trainer_config
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.engine.checkpoints import list_checkpoints, read_checkpoint, read_latest_checkpoint
+from nero_nerfstudio.utils.checkpoint import list_checkpoints, read_checkpoint, read_latest_checkpoint
 from nero_nerfstudio.engine.non_finite import describe_non_finite_batch, non_finite_gradients, non_finite_loss_terms
 from nero_nerfstudio.engine.trainer import NeroTrainer
 from nero_nerfstudio.models.nero_shape import NeroShapeModel
@@ -270,3 +271,17 @@ def test_killed_run_resumes_to_the_planned_final_step(synthetic_scene: Path, tmp
     # Same end as an uninterrupted run: last step N - 1, and the schedule stepped once per step of the whole run.
     assert state["step"] == KILL_RUN_STEPS - 1
     assert state["schedulers"]["fields"]["last_epoch"] == KILL_RUN_STEPS
+
+
+def test_the_saved_config_holds_an_absolute_dataset_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """ns-train saves the config before anything runs; a relative --data would tie the run to its starting folder."""
+    from nero_nerfstudio.configs.method_configs import fast_trainer_config
+
+    monkeypatch.chdir(tmp_path)
+    config = fast_trainer_config(10)
+    config.pipeline.datamanager.dataparser.data = Path("scenes/bunny")
+    config.output_dir = Path("outputs")
+    config.set_timestamp()
+    config.save_config()
+    saved = yaml.load((config.get_base_dir() / "config.yml").read_text(), Loader=yaml.Loader)
+    assert saved.pipeline.datamanager.dataparser.data == tmp_path / "scenes" / "bunny"

@@ -79,6 +79,17 @@ def test_relight_command_writes_json(relight_folders: tuple[Path, Path], tmp_pat
     assert set(written) >= {"psnr", "ssim", "lpips", "unscaled", "background"}
 
 
+def test_fewer_views_than_asked_are_scored_with_a_warning(relight_folders: tuple[Path, Path], capsys) -> None:
+    pred_dir, gt_dir = relight_folders
+    for path in sorted(pred_dir.iterdir())[4:]:
+        path.unlink()
+    written = run(EvalRelight(pred_dir, gt_dir, num_views=16))
+    assert written["num_views"] == 4 and written["num_views_asked"] == 16
+    assert "scoring 4 of the 16 views asked for (--num-views)" in " ".join(capsys.readouterr().out.split())
+    run(EvalRelight(pred_dir, gt_dir, num_views=4))
+    assert "views asked for" not in capsys.readouterr().out
+
+
 def test_size_mismatch_names_the_file(relight_folders: tuple[Path, Path]) -> None:
     pred_dir, gt_dir = relight_folders
     iio.imwrite(pred_dir / "0.png", np.zeros((8, 8, 3), np.uint8))

@@ -12,7 +12,7 @@ from eval_helpers import sphere_mesh, write_synthetic_scene
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.splits import SYNTHETIC_TEST_IDS
 from nero_nerfstudio.eval.scene_views import dataset_to_normalized_scale, select_synthetic_ids
-from nero_nerfstudio.eval.shape_metrics import evaluate_shape
+from nero_nerfstudio.eval.shape_metrics import evaluate_shape, frame_mismatch
 from nero_nerfstudio.eval.view_geometry import backproject_depth, cast_view, normal_angular_error_deg
 from nero_nerfstudio.raycasting.factory import make_ray_caster
 from nero_nerfstudio.scenes.camera_rig import look_at_w2c, pinhole_intrinsics
@@ -164,3 +164,17 @@ def test_gt_point_cloud_is_accepted_as_gt_mesh(sphere_scene: Path, tmp_path: Pat
     result = evaluate_shape(larger, sphere_scene, tmp_path / "scan.ply", num_mesh_samples=5000)
     assert result.chamfer_gt_mesh is not None
     assert result.chamfer_gt_mesh.chamfer == pytest.approx(0.01, abs=2e-3)
+
+
+def test_a_mesh_in_another_frame_is_flagged(sphere_scene: Path, tmp_path: Path) -> None:
+    """A mesh 3x too large (say, scaled wrongly) scores a Chamfer, with a note that says why it is meaningless."""
+    assert frame_mismatch(sphere_mesh(0.5).vertices, sphere_mesh(0.5).vertices) is None
+    assert frame_mismatch(sphere_mesh(0.5).vertices + 5.0, sphere_mesh(0.5).vertices) == (
+        "its bounding box does not overlap the ground truth's"
+    )
+    sphere_mesh(1.5).export(tmp_path / "large.ply")
+    result = evaluate_shape(tmp_path / "large.ply", sphere_scene, sphere_scene / "gt" / "mesh.ply", num_mesh_samples=2000)
+    (note,) = [note for note in result.notes if "bounding box" in note]
+    assert note.startswith("large.ply: its bounding box is 3x the size of the ground truth's; is it in the scene's")
+    same = evaluate_shape(sphere_scene.parent / "same.ply", sphere_scene, sphere_scene / "gt" / "mesh.ply", num_mesh_samples=2000)
+    assert not any("bounding box" in note for note in same.notes)

@@ -128,3 +128,22 @@ def test_export_trained_run(trained_shape_run, tmp_path: Path):
     sphere_chamfer = symmetric_chamfer(initial_sphere, gt_mesh)
     print(f"Chamfer to GT: exported {exported_chamfer:.4f}, initial sphere {sphere_chamfer:.4f}")
     assert exported_chamfer < sphere_chamfer
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(trained_shape_run, tmp_path: Path, capsys):
+    """As training does: the loader warns about the damaged file and loads the newest readable one. A stray file
+    among the checkpoints (nerfstudio's own loader parses every name there) does not matter either."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_shape_run.run_dir, run)
+    models = run / "nerfstudio_models"
+    (good,) = sorted(models.glob("step-*.ckpt"))
+    damaged = models / "step-999999999.ckpt"
+    damaged.write_bytes(good.read_bytes()[:1000])  # a crash or a partial copy
+    (models / "notes.txt").write_text("mine")
+    _, checkpoint_path, step = load_pipeline(run / "config.yml")
+    assert checkpoint_path.name == good.name and step == int(good.stem.split("-")[1])
+    assert f"Skipping a damaged checkpoint: {damaged}" in " ".join(capsys.readouterr().out.split())
+
+    good.write_bytes(b"")  # nothing readable left: one line naming the newest damaged file
+    with pytest.raises(NeroDataError, match=r"step-999999999\.ckpt: unreadable checkpoint .*no older readable"):
+        load_pipeline(run / "config.yml")

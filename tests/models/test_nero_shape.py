@@ -189,10 +189,32 @@ def test_normals_output_is_the_normal_mapped_to_unit_range():
         outputs = model(ray_bundle())
     normals = outputs["normals"]
     assert normals.shape == (64, 3) and normals.min() >= 0.0 and normals.max() <= 1.0
-    assert torch.allclose(normals * 2.0 - 1.0, outputs["normal"], atol=1e-6)
-    # Seen from +z, the front of the initial sphere faces the camera.
     hit = outputs["accumulation"][:, 0] > 0.5
+    assert torch.allclose(normals[hit] * 2.0 - 1.0, outputs["normal"][hit], atol=1e-6)
+    # Seen from +z, the front of the initial sphere faces the camera.
     assert torch.all(outputs["normal"][hit, 2] > 0.2)
+
+
+def test_rays_that_cross_the_unit_sphere_but_miss_the_object_show_a_flat_background():
+    """Their few surface weights, normalised, would give a depth and a normal anywhere in the unit sphere."""
+    model = make_model()
+    model.eval()
+    offsets = torch.linspace(0.0, 0.95, 20)
+    grazing = RayBundle(  # parallel rays from the centre of the initial sphere out to the unit sphere's rim
+        origins=torch.stack([offsets, torch.zeros(20), torch.full((20,), 3.0)], dim=-1),
+        directions=torch.tensor([[0.0, 0.0, -1.0]]).repeat(20, 1),
+        pixel_area=torch.ones(20, 1),
+        camera_indices=torch.zeros(20, 1, dtype=torch.long),
+        metadata={"directions_norm": torch.ones(20, 1)},
+    )
+    with torch.no_grad():
+        outputs = model(grazing)
+    opacity = outputs["accumulation"][:, 0]
+    on_object, off_object = opacity > 0.5, (opacity > 0.0) & (opacity <= 0.5)
+    assert on_object.sum() >= 3 and off_object.sum() >= 3  # both kinds of ray, and some of weight but no object
+    assert torch.all(outputs["depth"][on_object] > 2.0) and torch.all(outputs["normals"][on_object].sum(-1) > 0)
+    for name in ("depth", "normal", "normals"):
+        assert torch.all(outputs[name][off_object] == 0), name
 
 
 def test_variance_is_frozen_before_the_freeze_step():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nero_nerfstudio.configs.method_configs import fast_trainer_config
-from nero_nerfstudio.engine.checkpoints import read_checkpoint
+from nero_nerfstudio.utils.checkpoint import read_checkpoint
 from nero_nerfstudio.engine.trainer import NeroTrainer, NeroTrainerConfig
 from nero_nerfstudio.model_components.occupancy_sampler import ACTIVE_KEY, OccupancySampler, skip_threshold
 from nero_nerfstudio.models.nero_shape import NeroShapeModel

@@ -112,6 +112,15 @@ def test_environment_names_and_files(tmp_path: Path):
         resolve_hdr("beach", None)
     with pytest.raises(NeroDataError, match=r"missing\.exr: environment map file does not exist"):
         resolve_hdr(str(tmp_path / "missing.exr"), None)
+    # A damaged map is refused before Blender starts (Blender would render it magenta without a word).
+    bundled = resolve_hdr("sunset", None).read_bytes()
+    (tmp_path / "copy.exr").write_bytes(bundled)
+    assert resolve_hdr(str(tmp_path / "copy.exr"), None) == (tmp_path / "copy.exr").resolve()
+    (tmp_path / "truncated.exr").write_bytes(bundled[: len(bundled) // 2])
+    (tmp_path / "text.hdr").write_text("#?RADIANCE but nothing else\n")
+    for name in ("truncated.exr", "text.hdr"):
+        with pytest.raises(NeroDataError, match=rf"{name}: cannot decode this environment map"):
+            resolve_hdr(str(tmp_path / name), None)
 
 
 def test_up_axis_precedence(tmp_path: Path):

@@ -193,3 +193,21 @@ def test_backend_failure_is_one_clear_error(tmp_path: Path):
     (tmp_path / "out" / "relight_mesh.npz").unlink()  # the backend can no longer read the mesh
     with pytest.raises(RelightRenderError, match=r"Blender relight failed: .*relight_mesh\.npz"):
         run_backend(backend_command(job_path), num_frames, console=Console(file=io.StringIO()))
+
+
+def test_frames_of_other_settings_are_rendered_again_and_said_so(tmp_path: Path):
+    """Re-running into a folder under another environment must not keep the old environment's frames."""
+    box = offset_box()
+    box.export(tmp_path / "box.ply")
+    write_nero_materials(tmp_path / "materials", np.zeros((len(box.vertices), 2)), constant_material((0.9,) * 3, 1.0, 0.05))
+    first = _render(tmp_path, "out", mesh=tmp_path / "box.ply", material=tmp_path / "materials", hdr="courtyard")
+    frame = first.output_dir / "0.png"
+    before = read_rgba(frame)
+    buffer = io.StringIO()
+    config = RelightConfig(**{**vars(first), "hdr": "night", "threads": 2})
+    result = relight(config, console=Console(file=buffer, width=300))
+    assert len(result.seconds_per_frame) == config.num_frames  # every frame rendered again
+    assert f"{first.output_dir}: 2 frame(s) were rendered with other environment (--hdr); rendering them again" in buffer.getvalue()
+    assert np.abs(read_rgba(frame)[..., :3] - before[..., :3]).mean() > 0.02  # a mirror shows its environment
+    again = relight(config, console=Console(file=io.StringIO()))  # same settings (threads aside): resumed
+    assert again.seconds_per_frame == []

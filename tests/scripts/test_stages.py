@@ -140,7 +140,7 @@ def test_pipeline_stage_command_lines(tmp_path: Path):
     assert shlex.join(stages["shape"].argv) == (
         "ns-train nero-shape-fast --machine.device-type cpu --vis tensorboard --viewer.quit-on-train-completion True "
         "--output-dir out/outputs --experiment-name demo --timestamp run --max-num-iterations 30 "
-        "nero-synthetic --data out/scene"
+        "--steps-per-eval-image 10 nero-synthetic --data out/scene"
     )
     assert stages["shape"].outputs[-1] == Path("out/outputs/demo/nero-shape-fast/run/nerfstudio_models/step-*.ckpt")
     # No step count: the preset's own.

@@ -20,6 +20,7 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.data.dataparsers.nero_parser_common import check_intrinsics
 from nero_nerfstudio.data.dataparsers.nero_photo_parser import (
     FrameSources,
     NeroPhotoDataParserConfig,
@@ -113,6 +114,7 @@ class NeroColmapDataParser(DataParser):
 
         images_dir = data / "images"
         check_image_sizes([images_dir / name for name in colmap.image_names], colmap.sizes, model_folder / "cameras.bin")
+        check_intrinsics(colmap.intrinsics, colmap.sizes, [model_folder / "cameras.bin"] * len(colmap.sizes))
 
         frame = resolve_object_frame(
             self.config,

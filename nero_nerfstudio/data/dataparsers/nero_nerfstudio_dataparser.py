@@ -20,6 +20,7 @@ from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.data.dataparsers.nero_parser_common import check_intrinsics
 from nero_nerfstudio.data.dataparsers.nero_photo_parser import (
     FrameSources,
     NeroPhotoDataParserConfig,
@@ -162,6 +163,7 @@ class NeroNerfstudioDataParser(DataParser):
             raise NeroDataError(transforms_path, "transforms.json not found")
         transforms = read_transforms(transforms_path)
         check_image_sizes(transforms.image_paths, transforms.sizes, transforms_path)
+        check_intrinsics(transforms.intrinsics, transforms.sizes, [transforms_path] * len(transforms.sizes))
 
         frame = resolve_object_frame(
             self.config,

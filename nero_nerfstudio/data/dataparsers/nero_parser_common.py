@@ -6,7 +6,7 @@ Imported by dataparser entry-point modules, so only light imports here (see arch
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -49,6 +49,28 @@ def read_image_sizes(paths: Sequence[Path]) -> List[Tuple[int, int]]:
             warned_about_alpha = True
         sizes.append(size)
     return sizes
+
+
+def check_intrinsics(
+    intrinsics: np.ndarray, sizes: Sequence[Tuple[int, int]], sources: Sequence[Union[str, Path]]
+) -> None:
+    """Refuse pinhole matrices no camera has: a focal length that is not a positive number, or a principal point
+    more than half an image outside the image (training would go on without a word, on rays that miss the object).
+
+    Args:
+        intrinsics: ``[N, 3, 3]``; ``sizes``: ``(width, height)`` per view.
+        sources: the file each view's matrix came from (one per view), named in the error.
+
+    Raises:
+        NeroDataError: naming the file of the first bad view.
+    """
+    for matrix, (width, height), source in zip(np.asarray(intrinsics, dtype=np.float64), sizes, sources):
+        fx, fy, cx, cy = matrix[0, 0], matrix[1, 1], matrix[0, 2], matrix[1, 2]
+        if not (np.isfinite([fx, fy]).all() and fx > 0 and fy > 0):
+            raise NeroDataError(source, f"focal length fx = {fx:g}, fy = {fy:g}; both must be positive pixels")
+        inside = -0.5 * width <= cx <= 1.5 * width and -0.5 * height <= cy <= 1.5 * height
+        if not (np.isfinite([cx, cy]).all() and inside):
+            raise NeroDataError(source, f"principal point ({cx:g}, {cy:g}) lies far outside the {width}x{height} image")
 
 
 def nero_cameras(w2c: np.ndarray, intrinsics: np.ndarray, sizes: Sequence[Tuple[int, int]]) -> Cameras:

@@ -20,6 +20,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 
 from nero_nerfstudio.data.dataparsers.nero_parser_common import (
+    check_intrinsics,
     nero_cameras,
     nero_metadata,
     read_image_sizes,
@@ -68,6 +69,12 @@ class NeroSyntheticDataParser(DataParser):
 
         image_paths = [folder / f"{image_id}.png" for image_id in ids]
         sizes = read_image_sizes(image_paths)
+        # GlossySynthetic renders share one size: an image of another size is the odd one, not its depth map.
+        common_size = max(set(sizes), key=sizes.count)
+        for path, size in zip(image_paths, sizes):
+            if size != common_size:
+                raise NeroDataError(path, f"image size {size} differs from the other images' {common_size}")
+        check_intrinsics(intrinsics, sizes, [folder / f"{image_id}-camera.pkl" for image_id in ids])
         depth_paths: Optional[List[Path]] = [folder / f"{image_id}-depth.png" for image_id in ids]
         present = [path.is_file() for path in depth_paths]
         if all(present):
