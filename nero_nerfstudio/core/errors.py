@@ -47,8 +47,9 @@ def answer_data_errors_in_one_line() -> None:
     traceback; every other exception keeps the hook it had.
 
     NeRO's code runs inside nerfstudio's own commands (``ns-train``, ``ns-viewer``, ``ns-render``, ``ns-eval``), which
-    do not catch errors: this is how a bad dataset or checkpoint given to them gets the same one line as ``nero-*``
-    commands. Called when the method configs are imported, which every ``ns-*`` command does first. Set
+    do not catch errors: this is how bad input that NeRO's code reads (a dataset, a frame file, a ``--load-dir``
+    checkpoint, a Stage II mesh) gets the same one line as ``nero-*`` commands. nerfstudio's own checkpoint loader,
+    used by ``ns-viewer``/``ns-render``/``ns-eval``, still raises torch's errors. Called when the method configs are imported, which every ``ns-*`` command does first. Set
     ``NERO_TRACEBACK=1`` for the traceback.
     """
     if not getattr(sys.excepthook, "nero_one_line", False):

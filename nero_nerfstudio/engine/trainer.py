@@ -40,8 +40,8 @@ class NeroTrainerConfig(TrainerConfig):
     _target: Type = field(default_factory=lambda: NeroTrainer)
 
     def save_config(self) -> None:
-        """nerfstudio's ``config.yml``, with the dataset folder made absolute first (Stage II's mesh already is): the
-        file keeps it, and ``ns-viewer``, ``nero-export`` and ``nero-eval`` then load the run from any folder (a path
+        """nerfstudio's ``config.yml``, with the dataset folder and a ``--frame-file`` made absolute first (Stage II's
+        mesh already is): the file keeps them, and ``ns-viewer``, ``nero-export`` and ``nero-eval`` then load the run from any folder (a path
         as typed would only work from the folder training started in)."""
         datamanager = self.pipeline.datamanager
         if getattr(datamanager, "data", None) is not None:
@@ -49,6 +49,8 @@ class NeroTrainerConfig(TrainerConfig):
         dataparser = getattr(datamanager, "dataparser", None)
         if dataparser is not None and getattr(dataparser, "data", None) not in (None, Path()):
             dataparser.data = Path(dataparser.data).absolute()
+        if getattr(dataparser, "frame_file", None) is not None:
+            dataparser.frame_file = Path(dataparser.frame_file).absolute()
         super().save_config()
 
 

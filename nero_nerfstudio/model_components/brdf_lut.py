@@ -147,7 +147,7 @@ def load_split_sum_lut(path: Optional[Union[str, Path]] = None) -> torch.Tensor:
         table = compute_split_sum_lut()
         try:
             save_split_sum_lut(table, path)
-        except OSError as error:
+        except (OSError, NeroDataError) as error:  # a read-only install
             logger.warning("Could not cache the split-sum table at %s (%s); using it from memory.", path, error)
         return torch.from_numpy(table)
 

@@ -16,15 +16,18 @@ import torch
 from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerControl
 
+from nero_nerfstudio.core.keys import NeroKey
+
 CPU_MAX_RES = 128
 """The viewer's "Max res" on a CPU: a frame of the shape model in a few seconds."""
-FALLBACK_POSITION = (2.5, -2.5, 1.5)
-"""Where the camera starts (normalised frame, z up) when no training camera is drawn."""
+FALLBACK_POSITION = {"z": (2.5, -2.5, 1.5), "y": (2.5, 1.5, 2.5)}
+"""Where the camera starts when no training camera is drawn, by the dataset's up axis (normalised frame)."""
 
 
 class NeroViewerDefaults(ViewerControl):
     """Starts every browser's camera at the first training camera (else at :data:`FALLBACK_POSITION`), looking at
-    the object's centre, the origin, with z up; on the CPU sets "Max res" to :data:`CPU_MAX_RES` and says so."""
+    the object's centre, the origin, with the dataset's up (z for photos, y for GlossySynthetic); on the CPU sets
+    "Max res" to :data:`CPU_MAX_RES` and says so."""
 
     def _setup(self, viewer: Any) -> None:
         super()._setup(viewer)
@@ -37,12 +40,17 @@ class NeroViewerDefaults(ViewerControl):
             )
         self.viser_server.on_client_connect(self.place_camera)
 
+    def up_axis(self) -> str:
+        """``"y"`` or ``"z"``: what the dataparser says is up."""
+        outputs = getattr(self.viewer.pipeline.datamanager, "train_dataparser_outputs", None)
+        return "y" if outputs is not None and outputs.metadata.get(NeroKey.UP_AXIS) == "y" else "z"
+
     def start_position(self) -> np.ndarray:
         """The first drawn training camera's centre (normalised frame), or the fallback."""
         cameras = getattr(self.viewer, "original_c2w", None) or {}
         if cameras:
             return np.asarray(cameras[min(cameras)], dtype=np.float64)[:3, 3]
-        return np.asarray(FALLBACK_POSITION, dtype=np.float64)
+        return np.asarray(FALLBACK_POSITION[self.up_axis()], dtype=np.float64)
 
     def place_camera(self, client: Any, position: Optional[np.ndarray] = None) -> None:
         """Put ``client``'s camera at ``position`` (default :meth:`start_position`), looking at the origin."""
@@ -50,6 +58,6 @@ class NeroViewerDefaults(ViewerControl):
 
         position = self.start_position() if position is None else position
         with client.atomic():
-            client.camera.up_direction = (0.0, 0.0, 1.0)
+            client.camera.up_direction = (0.0, 1.0, 0.0) if self.up_axis() == "y" else (0.0, 0.0, 1.0)
             client.camera.position = tuple(position * VISER_NERFSTUDIO_SCALE_RATIO)
             client.camera.look_at = (0.0, 0.0, 0.0)

@@ -43,8 +43,8 @@ JOB_FILE = "relight_job.json"
 MESH_FILE = "relight_mesh.npz"
 BLEND_FILE = "scene.blend"
 TEXTURE_DIR = "textures"
-NOT_IN_THE_IMAGE = frozenset({"frames", "threads", "device"})
-"""Job entries that change how a frame is rendered, not what it shows (frames are compared one by one)."""
+NOT_IN_THE_IMAGE = frozenset({"frames", "threads", "device", "mesh_npz", "blend_path"})
+"""Job entries that change how or where a frame is rendered, not what it shows (frames are compared one by one)."""
 GLB_IN_FOLDER = "material.glb"
 """What nero-export writes next to (or instead of) NeRO's .npy files."""
 
@@ -287,8 +287,8 @@ def prepare_job(config: RelightConfig, console: Optional[Console] = None) -> Tup
     stale, changed = stale_frames(job_path, job)
     if stale:
         console.print(
-            f"[yellow]{output_dir}: {len(stale)} frame(s) were rendered with other {', '.join(changed)}; rendering "
-            "them again"
+            f"[yellow]{output_dir}: {len(stale)} frame(s) no longer match this job ({', '.join(changed)} changed): "
+            "removed, and rendered again where it asks for them"
         )
         for path in stale:
             path.unlink()
@@ -310,10 +310,14 @@ def inputs_digest(arrays: Dict[str, np.ndarray], textures: Dict[str, Any]) -> st
 
 
 def stale_frames(previous_job_path: Path, job: Dict[str, Any]) -> Tuple[List[Path], List[str]]:
-    """The finished frames of the folder's previous job that ``job`` would skip although they show something else,
-    and what changed (setting names, "inputs" for the mesh or materials, "cameras").
+    """The frames in the folder that ``job`` must not keep, and what changed.
 
-    A folder without a readable previous job has nothing to compare: its frames are kept (resumed) as before."""
+    A frame of the previous job is stale when a setting that shows in the image changed (names, "inputs" for the
+    mesh or materials), when its camera changed ("cameras"), or when the new job has no frame of that name
+    ("frames asked for": ``nero-eval relight`` would score them). Frames are matched by file name and
+    the job's own file paths are not compared, so a moved folder resumes. A setting the previous job lacks (written
+    by an older version) counts as unchanged; a folder without a readable previous job keeps its frames.
+    """
     try:
         previous = json.loads(previous_job_path.read_text())
     except (OSError, ValueError):
@@ -323,19 +327,34 @@ def stale_frames(previous_job_path: Path, job: Dict[str, Any]) -> Tuple[List[Pat
     job = json.loads(json.dumps(job))  # as the previous one was read back: lists, not tuples
     labels = {"inputs_digest": "inputs (mesh or materials)", "environment": "environment (--hdr)"}
     changed = [
-        labels.get(key, key) for key in job if key not in NOT_IN_THE_IMAGE and previous.get(key) != job[key]
+        labels.get(key, key)
+        for key in job
+        if key not in NOT_IN_THE_IMAGE and key in previous and previous[key] != job[key]
     ]
-    previous_frames = {frame.get("path"): frame for frame in previous["frames"] if isinstance(frame, dict)}
-    stale = []
-    moved = False
-    for frame in job["frames"]:
-        path = Path(frame["path"])
+
+    def by_name(frames: List[Any]) -> Dict[str, Dict[str, Any]]:
+        return {Path(frame["path"]).name: frame for frame in frames if isinstance(frame, dict) and "path" in frame}
+
+    def camera(frame: Dict[str, Any]) -> Dict[str, Any]:
+        return {key: value for key, value in frame.items() if key != "path"}
+
+    previous_frames, new_frames = by_name(previous["frames"]), by_name(job["frames"])
+    folder = previous_job_path.parent
+    stale: List[Path] = []
+    moved = dropped = False
+    for name, old in previous_frames.items():
+        path = folder / name
         if not path.exists():
             continue
-        if changed or previous_frames.get(frame["path"]) != frame:
-            moved = moved or previous_frames.get(frame["path"]) != frame
-            stale.append(path)
-    return stale, changed + (["cameras"] if moved else [])
+        new = new_frames.get(name)
+        if new is None:
+            dropped = True
+        elif camera(new) != camera(old):
+            moved = True
+        elif not changed:
+            continue
+        stale.append(path)
+    return stale, changed + (["cameras"] if moved else []) + (["frames asked for"] if dropped else [])
 
 
 def relight(config: RelightConfig, console: Optional[Console] = None) -> RelightResult:

@@ -87,9 +87,11 @@ def check_environment_map(path: Path) -> None:
 
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise NeroDataError(path, "cannot decode this environment map (truncated, or not an OpenEXR/Radiance HDR image)")
-    if image.ndim != 3 or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 2:
-        raise NeroDataError(path, f"environment map of shape {image.shape}; expected an RGB(A) equirectangular image")
+        raise NeroDataError(
+            path, "cannot decode this environment map (OpenCV cannot read it: truncated, or not an OpenEXR/Radiance HDR)"
+        )
+    if (image.ndim == 3 and image.shape[2] not in (1, 3, 4)) or image.ndim not in (2, 3) or min(image.shape[:2]) < 2:
+        raise NeroDataError(path, f"environment map of shape {image.shape}; expected an equirectangular image")
 
 
 def file_mesh_path(name: str) -> Path:

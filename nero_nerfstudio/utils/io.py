@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator, Union
 
 from nero_nerfstudio.core.errors import NeroDataError
+
+_PLACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""Errors of the place being written, whichever file raised them."""
 
 
 @contextlib.contextmanager
@@ -34,8 +38,10 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
         yield tmp_path
         os.replace(tmp_path, path)
     except OSError as error:
-        # Name the file the user asked for, not the hidden temporary one; other files' errors pass unchanged.
-        if error.filename not in (str(tmp_path), tmp_name) and str(tmp_path) not in str(error):
+        # Name the file the user asked for, not the hidden temporary one: an error about it, or a full, read-only or
+        # over-quota disk (raised by write() and close() without a file name). Other files' errors pass unchanged.
+        about_temporary = error.filename in (str(tmp_path), tmp_name) or str(tmp_path) in str(error)
+        if not about_temporary and error.errno not in _PLACE_ERRNOS:
             raise
         raise NeroDataError(path, f"cannot write here ({error.strerror or error})") from error
     finally:

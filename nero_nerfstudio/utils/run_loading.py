@@ -55,7 +55,7 @@ def load_pipeline(config_path: Path, test_mode: str = "inference") -> Tuple[Pipe
 
     # The newest readable checkpoint, a damaged newer one skipped with a warning as training does (nerfstudio's loader
     # takes the newest file, whatever it holds, and fails with torch's error).
-    readable_path, _ = read_latest_checkpoint(checkpoint_dir)
+    readable_path = read_latest_checkpoint(checkpoint_dir)[0]  # its content is freed here: eval_setup loads it
     load_step = int(CHECKPOINT_NAME.fullmatch(readable_path.name).group(1))  # type: ignore[union-attr]
 
     def use_checkpoints_next_to_config(config: TrainerConfig) -> TrainerConfig:

@@ -151,7 +151,7 @@ def _depth_size(folder):
         (_missing_image, "2.png", "missing"),
         (_corrupt_image, "2.png", "cannot read"),
         (_depth_size, "2-depth.png", "differs"),
-        (_image_size, "2.png", r"image size .* differs from the other images'"),
+        (_image_size, "2.png", r"image size .* differs from its depth map's and the other images'"),
     ],
 )
 def test_bad_input_names_the_file(tmp_path, damage, file_name, problem):

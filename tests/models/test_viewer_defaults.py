@@ -31,10 +31,13 @@ class FakeClient:
         return None
 
 
-def fake_viewer(original_c2w=None, device: str = "cpu"):
+def fake_viewer(original_c2w=None, device: str = "cpu", up_axis: str = "z"):
     callbacks = []
+    outputs = SimpleNamespace(metadata={"up_axis": up_axis})
     return SimpleNamespace(
-        pipeline=SimpleNamespace(device=torch.device(device)),
+        pipeline=SimpleNamespace(
+            device=torch.device(device), datamanager=SimpleNamespace(train_dataparser_outputs=outputs)
+        ),
         viser_server=SimpleNamespace(on_client_connect=callbacks.append),
         control_panel=SimpleNamespace(_max_res=SimpleNamespace(value=512)),
         original_c2w=original_c2w or {},
@@ -62,11 +65,14 @@ def test_the_viewer_finds_the_model_s_defaults_and_starts_outside_the_sphere_at_
     assert tuple(client.camera.look_at) == (0.0, 0.0, 0.0) and tuple(client.camera.up_direction) == (0.0, 0.0, 1.0)
 
 
-def test_without_training_cameras_or_on_a_gpu():
+def test_without_training_cameras_on_a_gpu_and_y_up():
+    """GlossySynthetic scenes stay y-up in the normalised frame: the viewer's up follows the dataparser."""
     control = NeroViewerDefaults()
-    viewer = fake_viewer(device="cuda")
+    viewer = fake_viewer(device="cuda", up_axis="y")
     control._setup(viewer)
     assert viewer.control_panel._max_res.value == 512
     client = FakeClient()
     viewer.connect[0](client)
-    assert np.linalg.norm(np.asarray(client.camera.position) / VISER_NERFSTUDIO_SCALE_RATIO) > 1.5
+    position = np.asarray(client.camera.position) / VISER_NERFSTUDIO_SCALE_RATIO
+    assert np.linalg.norm(position) > 1.5 and position[1] > 0.5  # above the object, y being up
+    assert tuple(client.camera.up_direction) == (0.0, 1.0, 0.0)

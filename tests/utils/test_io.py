@@ -26,8 +26,11 @@ def test_a_place_that_cannot_be_written_names_the_requested_file(tmp_path: Path)
     with pytest.raises(NeroDataError, match=r"notes\.txt/mesh\.ply: cannot write here \("):
         atomic_write_bytes(tmp_path / "notes.txt" / "mesh.ply", b"data")
     with pytest.raises(NeroDataError, match=r"mesh\.ply: cannot write here \(No space left on device\)"):
+        with atomic_path(tmp_path / "mesh.ply"):
+            raise OSError(28, "No space left on device")  # as write() and close() raise it: no file name
+    with pytest.raises(NeroDataError, match=r"mesh\.ply: cannot write here \(Permission denied\)"):
         with atomic_path(tmp_path / "mesh.ply") as temporary:
-            raise OSError(28, "No space left on device", str(temporary))
+            raise OSError(13, "Permission denied", str(temporary))
     assert list(tmp_path.iterdir()) == [tmp_path / "notes.txt"]
     with pytest.raises(FileNotFoundError):  # an error about another file is not renamed
         with atomic_path(tmp_path / "mesh.ply"):

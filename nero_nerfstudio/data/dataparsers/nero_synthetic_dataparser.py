@@ -69,21 +69,20 @@ class NeroSyntheticDataParser(DataParser):
 
         image_paths = [folder / f"{image_id}.png" for image_id in ids]
         sizes = read_image_sizes(image_paths)
-        # GlossySynthetic renders share one size: an image of another size is the odd one, not its depth map.
-        common_size = max(set(sizes), key=sizes.count)
-        for path, size in zip(image_paths, sizes):
-            if size != common_size:
-                raise NeroDataError(path, f"image size {size} differs from the other images' {common_size}")
         check_intrinsics(intrinsics, sizes, [folder / f"{image_id}-camera.pkl" for image_id in ids])
         depth_paths: Optional[List[Path]] = [folder / f"{image_id}-depth.png" for image_id in ids]
         present = [path.is_file() for path in depth_paths]
         if all(present):
-            for depth_path, size in zip(depth_paths, sizes):
+            for index, (depth_path, image_path, size) in enumerate(zip(depth_paths, image_paths, sizes)):
                 with Image.open(depth_path) as depth_image:
-                    if depth_image.size != size:
-                        raise NeroDataError(
-                            depth_path, f"depth size {depth_image.size} differs from its image's size {size}"
-                        )
+                    depth_size = depth_image.size
+                if depth_size != size:
+                    # Blame the odd one out: an image whose depth map matches the other images is the wrong file.
+                    others = sizes[:index] + sizes[index + 1 :]
+                    if depth_size in others and size not in others:
+                        problem = f"image size {size} differs from its depth map's and the other images' {depth_size}"
+                        raise NeroDataError(image_path, problem)
+                    raise NeroDataError(depth_path, f"depth size {depth_size} differs from its image's size {size}")
         elif any(present):
             raise NeroDataError(depth_paths[present.index(False)], "depth file missing (other images have one)")
         else:
