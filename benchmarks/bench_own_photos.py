@@ -173,30 +173,43 @@ class MeshScore:
     """Deepest vertex under the true table plane, in object radii (0 when none is under it)."""
 
 
-def evaluate(config: BenchOwnPhotosConfig) -> Dict[str, object]:
-    """Camera and frame errors of the SfM run, and both meshes' scores, in the true frame."""
+def meshes_in_true_frame(config: BenchOwnPhotosConfig):
+    """The SfM model's alignment to the true cameras, the GT mesh, and each run's mesh in the true frame (the photo
+    run's moved by the alignment), loaded once for the scores and the figure."""
     import trimesh
 
-    from nero_nerfstudio.data.object_frame import ObjectFrame, point_cloud_sphere
-    from nero_nerfstudio.eval.chamfer import mesh_chamfer_distance
-    from nero_nerfstudio.eval.view_geometry import normal_angular_error_deg
     from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
 
     paths = work_paths(config)
     scene = paths["scene"]
-    info = json.loads((scene / "gt" / "scene.json").read_text())
-    gt_mesh = trimesh.load(scene / "gt" / "mesh.ply", process=False)
-    object_center, object_radius = point_cloud_sphere(np.asarray(gt_mesh.vertices), scene / "gt" / "mesh.ply")
-    table = np.asarray(info["table_plane"], dtype=np.float64)
     alignment = align_to_true_cameras(paths["photos"] / MODEL, scene / MODEL)
-    frame = ObjectFrame.read(paths["photos"] / "nero_frame.json")
-    frame_center = alignment(frame.center[None])[0]
-    up_error = normal_angular_error_deg((alignment.rotation @ frame.up)[None], np.asarray(info["up"])[None])[0]
-    scores: Dict[str, MeshScore] = {}
+    gt_mesh = trimesh.load(scene / "gt" / "mesh.ply", process=False)
+    meshes = {}
     for key in RUNS:
         mesh = trimesh.load(config.output_dir / f"mesh_{key}.ply", process=False)
         if key == "photos":
             mesh.vertices = alignment(np.asarray(mesh.vertices))
+        meshes[key] = mesh
+    return alignment, gt_mesh, meshes
+
+
+def evaluate(config: BenchOwnPhotosConfig, loaded) -> Dict[str, object]:
+    """Camera and frame errors of the SfM run, and both meshes' scores, in the true frame."""
+    from nero_nerfstudio.data.object_frame import ObjectFrame, point_cloud_sphere
+    from nero_nerfstudio.eval.chamfer import mesh_chamfer_distance
+    from nero_nerfstudio.eval.view_geometry import normal_angular_error_deg
+
+    paths = work_paths(config)
+    scene = paths["scene"]
+    info = json.loads((scene / "gt" / "scene.json").read_text())
+    alignment, gt_mesh, meshes = loaded
+    object_center, object_radius = point_cloud_sphere(np.asarray(gt_mesh.vertices), scene / "gt" / "mesh.ply")
+    table = np.asarray(info["table_plane"], dtype=np.float64)
+    frame = ObjectFrame.read(paths["photos"] / "nero_frame.json")
+    frame_center = alignment(frame.center[None])[0]
+    up_error = normal_angular_error_deg((alignment.rotation @ frame.up)[None], np.asarray(info["up"])[None])[0]
+    scores: Dict[str, MeshScore] = {}
+    for key, mesh in meshes.items():
         distance = mesh_chamfer_distance(mesh, gt_mesh)
         depth = max(0.0, -float((np.asarray(mesh.vertices) @ table[:3] + table[3]).min()))
         scores[key] = MeshScore(distance.chamfer, distance.pred_to_gt, distance.gt_to_pred, depth / object_radius)
@@ -222,7 +235,7 @@ def sfm_tool_used(sfm_log: Path) -> str:
     return match.group(1) if match else "an unrecorded tool"
 
 
-def normals_figure(config: BenchOwnPhotosConfig, path: Path) -> None:
+def normals_figure(config: BenchOwnPhotosConfig, loaded, path: Path) -> None:
     """Rows: a few true views; columns: the photo, then the normals of the GT mesh, the true-camera run's mesh and
     the photo run's mesh (aligned), each seen through the true camera."""
     import matplotlib
@@ -230,9 +243,7 @@ def normals_figure(config: BenchOwnPhotosConfig, path: Path) -> None:
     matplotlib.use("Agg")
     import imageio.v3 as iio
     import matplotlib.pyplot as plt
-    import trimesh
 
-    from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
     from nero_nerfstudio.eval.view_geometry import cast_view
     from nero_nerfstudio.raycasting.factory import make_ray_caster
     from nero_nerfstudio.utils.colmap_io import read_colmap_cameras
@@ -240,13 +251,8 @@ def normals_figure(config: BenchOwnPhotosConfig, path: Path) -> None:
     paths = work_paths(config)
     scene = paths["scene"]
     cameras = read_colmap_cameras(scene / MODEL)
-    alignment = align_to_true_cameras(paths["photos"] / MODEL, scene / MODEL)
-    meshes = {"ground truth": trimesh.load(scene / "gt" / "mesh.ply", process=False)}
-    for key, (label, _) in RUNS.items():
-        mesh = trimesh.load(config.output_dir / f"mesh_{key}.ply", process=False)
-        if key == "photos":
-            mesh.vertices = alignment(np.asarray(mesh.vertices))
-        meshes[label] = mesh
+    _, gt_mesh, run_meshes = loaded
+    meshes = {"ground truth": gt_mesh, **{RUNS[key][0]: mesh for key, mesh in run_meshes.items()}}
     casters = {name: make_ray_caster(mesh.vertices, mesh.faces, backend="open3d") for name, mesh in meshes.items()}
     views = np.linspace(0, len(cameras.image_names) - 1, config.figure_views).round().astype(int)
     figure, axes = plt.subplots(len(views), 1 + len(meshes), figsize=(2.4 * (1 + len(meshes)), 2.4 * len(views)),
@@ -377,14 +383,15 @@ def main(config: BenchOwnPhotosConfig) -> None:
     start = time.perf_counter()
     measured = run_stages(config)
     CONSOLE.print("Evaluating the meshes")
-    evaluation = evaluate(config)
+    loaded = meshes_in_true_frame(config)
+    evaluation = evaluate(config, loaded)
     seconds = time.perf_counter() - start
     (config.output_dir / "results.json").write_text(json.dumps(
         {"stages": {k: {n: asdict(s) for n, s in v.items()} for k, v in measured.items()}, "evaluation": evaluation},
         indent=2,
     ))  # fmt: skip
     config.results.parent.mkdir(parents=True, exist_ok=True)
-    normals_figure(config, config.results.parent / "own_photos.png")
+    normals_figure(config, loaded, config.results.parent / "own_photos.png")
     write_reports(config, measured, evaluation, seconds, command)
     CONSOLE.print(f"Wrote {config.results}, own_photos.png and the {SECTION} section of {config.summary}")
 

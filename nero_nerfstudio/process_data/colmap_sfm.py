@@ -129,8 +129,6 @@ def run_sfm(
         if stage is not None:
             stage(f"{text} ({chosen})")
 
-    images_dir = photos[0].parent
-    names = [path.name for path in photos]
     colmap_dir = output_dir / "colmap"
     colmap_dir.mkdir(parents=True, exist_ok=True)
     database = colmap_dir / "database.db"
