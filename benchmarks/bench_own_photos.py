@@ -345,7 +345,7 @@ def write_reports(
         "## Structure from motion and the estimated frame",
         "",
         f"* Registered {evaluation['registered']} of {config.num_views} photos; aligned camera centres off by "
-        f"{100 * evaluation['camera_error_mean']:.2f} % of the camera ring's radius on average, "  # type: ignore[operator]
+        f"{100 * evaluation['camera_error_mean']:.2f} % of the camera distance on average, "  # type: ignore[operator]
         f"{100 * evaluation['camera_error_max']:.2f} % at most.",  # type: ignore[operator]
         f"* Estimated up {evaluation['up_error_deg']:.2f} deg from the truth; sphere radius "
         f"{evaluation['radius_ratio']:.2f}x the object's, its centre {evaluation['center_offset']:.2f} object radii "

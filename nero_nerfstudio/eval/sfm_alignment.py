@@ -17,6 +17,7 @@ from skimage.transform import SimilarityTransform
 
 from nero_nerfstudio.core.camera_conventions import camera_centers
 from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.data.object_frame import convergence_point
 from nero_nerfstudio.utils.colmap_io import read_colmap_cameras
 
 
@@ -29,6 +30,8 @@ class CameraAlignment:
     """The registered photos, in the SfM model's order."""
     sfm_centers: Float[np.ndarray, "N 3"]
     true_centers: Float[np.ndarray, "N 3"]
+    camera_distance: float
+    """The true cameras' mean distance from the point their optical axes meet at (the object)."""
 
     @property
     def scale(self) -> float:
@@ -43,10 +46,8 @@ class CameraAlignment:
         return np.asarray(self.similarity(np.asarray(points, dtype=np.float64)))
 
     def center_errors(self) -> Float[np.ndarray, "N"]:
-        """Distance of each aligned SfM camera centre from its true one, over the camera ring's radius (the true
-        centres' mean distance from their centroid)."""
-        distance = np.linalg.norm(self.true_centers - self.true_centers.mean(axis=0), axis=1).mean()
-        return np.linalg.norm(self(self.sfm_centers) - self.true_centers, axis=1) / distance
+        """Distance of each aligned SfM camera centre from its true one, over the camera distance."""
+        return np.linalg.norm(self(self.sfm_centers) - self.true_centers, axis=1) / self.camera_distance
 
 
 def align_to_true_cameras(sfm_model: Path, true_model: Path) -> CameraAlignment:
@@ -57,7 +58,10 @@ def align_to_true_cameras(sfm_model: Path, true_model: Path) -> CameraAlignment:
             are registered (a similarity needs three centres).
     """
     sfm, truth = read_colmap_cameras(sfm_model), read_colmap_cameras(true_model)
-    true_by_name = dict(zip(truth.image_names, camera_centers(truth.w2c)))
+    true_centers_all = camera_centers(truth.w2c)
+    true_by_name = dict(zip(truth.image_names, true_centers_all))
+    aim = convergence_point(true_centers_all, truth.w2c[:, 2, :3], true_model)
+    camera_distance = float(np.linalg.norm(true_centers_all - aim, axis=1).mean())
     unknown = [name for name in sfm.image_names if name not in true_by_name]
     if unknown:
         raise NeroDataError(sfm_model, f"{len(unknown)} photo(s) not in {true_model}, e.g. {unknown[0]}")
@@ -68,4 +72,4 @@ def align_to_true_cameras(sfm_model: Path, true_model: Path) -> CameraAlignment:
     similarity = SimilarityTransform.from_estimate(sfm_centers, true_centers)
     if not similarity:
         raise NeroDataError(sfm_model, "the camera centres do not determine a similarity (all on one line?)")
-    return CameraAlignment(similarity, list(sfm.image_names), sfm_centers, true_centers)
+    return CameraAlignment(similarity, list(sfm.image_names), sfm_centers, true_centers, camera_distance)

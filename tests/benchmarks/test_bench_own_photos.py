@@ -40,7 +40,7 @@ def test_tiny_run_compares_photos_with_true_cameras_in_a_report_a_section_and_a_
         # around it would score about 0.65 object radii).
         assert 0.0 < float(cells[1]) < 0.6, cells
         assert float(cells[8]) > 0  # total seconds
-    # The SfM poses, aligned: within 1 % of the camera ring's radius, as the process-data test asks.
+    # The SfM poses, aligned: within 1 % of the camera distance, as the process-data test asks.
     cameras = re.search(r"Registered (\d+) of 32 photos; aligned camera centres off by ([\d.]+) % ", report)
     assert cameras is not None and float(cameras.group(2)) < 1.0, report
     assert "(SfM with pycolmap, " in report
