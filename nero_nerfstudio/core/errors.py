@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Optional, Type, Union
+from typing import Callable, List, Optional, Type, Union
 
 
 class NeroDataError(ValueError):
@@ -28,29 +28,39 @@ TRACEBACK_VARIABLE = "NERO_TRACEBACK"
 ExceptHook = Callable[[Type[BaseException], BaseException, Optional[TracebackType]], object]
 
 
-def _one_line_hook(previous: ExceptHook) -> ExceptHook:
+ErrorTranslator = Callable[[BaseException, Optional[TracebackType]], Optional[NeroDataError]]
+"""Turns an exception raised outside NeRO's code (and its traceback) into the data error it stands for, or None."""
+
+
+def _one_line_hook(previous: ExceptHook, translators: List[ErrorTranslator]) -> ExceptHook:
     def hook(kind: Type[BaseException], error: BaseException, trace: Optional[TracebackType]) -> None:
-        if not issubclass(kind, NeroDataError) or os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
+        shown = error if isinstance(error, NeroDataError) else None
+        for translate in translators:
+            shown = shown or translate(error, trace)
+        if shown is None or os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
             previous(kind, error, trace)
             return
         from rich.console import Console  # pylint: disable=import-outside-toplevel
 
         program = os.path.basename(sys.argv[0]) or "python"
-        Console(stderr=True).print(f"{program}: {error}", style="bold red", markup=False, soft_wrap=True)
+        Console(stderr=True).print(f"{program}: {shown}", style="bold red", markup=False, soft_wrap=True)
 
-    hook.nero_one_line = True  # type: ignore[attr-defined]
+    hook.nero_translators = translators  # type: ignore[attr-defined]
     return hook
 
 
-def answer_data_errors_in_one_line() -> None:
+def answer_data_errors_in_one_line(*translators: ErrorTranslator) -> None:
     """Let an uncaught :class:`NeroDataError` end the process with one red line on stderr (exit code 1) instead of a
-    traceback; every other exception keeps the hook it had.
+    traceback, and so any error one of ``translators`` recognises; every other exception keeps the hook it had.
 
     NeRO's code runs inside nerfstudio's own commands (``ns-train``, ``ns-viewer``, ``ns-render``, ``ns-eval``), which
     do not catch errors: this is how bad input that NeRO's code reads (a dataset, a frame file, a ``--load-dir``
-    checkpoint, a Stage II mesh) gets the same one line as ``nero-*`` commands. nerfstudio's own checkpoint loader,
-    used by ``ns-viewer``/``ns-render``/``ns-eval``, still raises torch's errors. Called when the method configs are imported, which every ``ns-*`` command does first. Set
+    checkpoint, a Stage II mesh) gets the same one line as ``nero-*`` commands; translators cover what nerfstudio's
+    own code reads. Called when the method configs are imported, which every ``ns-*`` command does first. Set
     ``NERO_TRACEBACK=1`` for the traceback.
     """
-    if not getattr(sys.excepthook, "nero_one_line", False):
-        sys.excepthook = _one_line_hook(sys.excepthook)
+    installed = getattr(sys.excepthook, "nero_translators", None)
+    if installed is None:
+        sys.excepthook = _one_line_hook(sys.excepthook, list(translators))
+    else:
+        installed.extend(translator for translator in translators if translator not in installed)

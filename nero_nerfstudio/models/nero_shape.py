@@ -295,8 +295,8 @@ class NeroShapeModel(NeroModel):
         opacity is at most :data:`OBJECT_OPACITY`). In training also the per-sample tensors the losses need
         (``surface_samples``, ``init_sdf_samples``); in evaluation ``normal`` (unit, world frame), ``normals``
         (``(normal + 1) / 2`` in ``[0, 1]``, what ``ns-export pointcloud --normal-method model_output`` reads), both
-        0 off the object, and, for the split-sum shader, its maps of :data:`SHADER_DISPLAY`; all per ray with 1 or 3
-        channels.
+        0 off the object, and, for the split-sum shader, its maps of :data:`SHADER_DISPLAY`, 0 off the object too; all
+        per ray with 1 or 3 channels.
         """
         samples = self.sample_and_forward_field(ray_bundle)
         ray_samples, inside, weights = samples["ray_samples"], samples["inside"], samples["weights"]
@@ -328,8 +328,8 @@ class NeroShapeModel(NeroModel):
             return self.renderer_surface(values, surface_weights, ray_indices=ray_indices, num_rays=num_rays)
 
         # A ray that crosses the unit sphere but misses the object still carries tiny surface weights, and normalising
-        # them would paint the whole sphere: off the object (opacity at most 0.5, nerfstudio's alpha cut) depth and
-        # normals are 0, a flat background in the viewer, ns-render and the exporters.
+        # them would paint the whole sphere: off the object (opacity at most 0.5, nerfstudio's alpha cut) depth,
+        # normals and the shader's maps are 0, a flat background in the viewer, ns-render and the exporters.
         on_object = accumulation > OBJECT_OPACITY
         outputs["depth"] = depth * on_object
         normal = F.normalize(render_surface(samples["normals"]), dim=-1) * on_object
@@ -339,7 +339,7 @@ class NeroShapeModel(NeroModel):
             if name == "photographer_light" and not self.use_photographer_light:
                 continue
             value = render_surface(shading[name])
-            outputs[name] = linear_to_srgb(value).clamp(0.0, 1.0) if display == "srgb" else value
+            outputs[name] = (linear_to_srgb(value).clamp(0.0, 1.0) if display == "srgb" else value) * on_object
         return outputs
 
     def _init_sdf_samples(self, samples: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
@@ -403,8 +403,9 @@ class NeroShapeModel(NeroModel):
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         """PSNR/SSIM (and LPIPS when available) of the whole image; panels ``img`` (gt | pred), ``depth``,
-        ``normal`` (black off the object) and, for the split-sum shader, ``materials`` (metallic | roughness |
-        albedo) and ``shading`` (diffuse | specular colour | occlusion probability | photographer light)."""
+        ``normal`` and, for the split-sum shader, ``materials`` (metallic | roughness | albedo) and ``shading``
+        (diffuse | specular colour | occlusion probability | photographer light), all but ``img`` black off the
+        object."""
         image = self.batch_image(batch, self.device)
         rgb = outputs["rgb"].clamp(0.0, 1.0)
         images = {

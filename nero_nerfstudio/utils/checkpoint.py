@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from types import TracebackType
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -78,14 +79,46 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
             state = torch.load(path, map_location="cpu")
     # torch.load fails on a damaged file with anything from KeyError to RuntimeError, depending on where it breaks.
     except Exception as error:  # pylint: disable=broad-except
-        reason = str(error).strip().split("\n")[0].split(". ")[0][:120]
-        raise NeroDataError(
-            path, f"unreadable checkpoint ({type(error).__name__}: {reason}); it is truncated or not a torch file"
-        ) from error
+        raise NeroDataError(path, _unreadable(error)) from error
     missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise NeroDataError(path, f"not a nerfstudio checkpoint (no {', '.join(missing)})")
     return state
+
+
+def _unreadable(error: Exception) -> str:
+    reason = str(error).strip().split("\n")[0].split(". ")[0][:120]
+    return f"unreadable checkpoint ({type(error).__name__}: {reason}); it is truncated or not a torch file"
+
+
+def nerfstudio_loader_error(error: BaseException, trace: Optional[TracebackType]) -> Optional[NeroDataError]:
+    """The one-line error for a checkpoint nerfstudio's own loader could not read (``eval_load_checkpoint``, behind
+    ``ns-viewer``, ``ns-render`` and ``ns-eval``): torch's error names no file, the loader's frame holds it. None for
+    any other error, and for interrupts and failures whose own message says more (memory, the file system, torch's
+    weights-only refusal)."""
+    if not isinstance(error, Exception) or isinstance(error, (OSError, MemoryError)):
+        return None
+    if "Weights only load failed" in str(error):
+        return None
+    while trace is not None and trace.tb_next is not None:
+        frame, inner = trace.tb_frame, trace.tb_next.tb_frame
+        if (
+            frame.f_globals.get("__name__") == "nerfstudio.utils.eval_utils"
+            and frame.f_code.co_name == "eval_load_checkpoint"
+            and inner.f_globals.get("__name__") == "torch.serialization"
+            and "load_path" in frame.f_locals
+        ):
+            path = Path(frame.f_locals["load_path"])
+            match = CHECKPOINT_NAME.fullmatch(path.name)
+            older = [other for step, other in list_checkpoints(path.parent) if match and step < int(match.group(1))]
+            advice = (
+                f"move it out of {path.parent} to load {older[-1].name} instead"
+                if older
+                else "the run has no other checkpoint: restore this one or train again"
+            )
+            return NeroDataError(path, f"{_unreadable(error)}; {advice}")
+        trace = trace.tb_next
+    return None
 
 
 def read_latest_checkpoint(folder: Path) -> Tuple[Path, Dict[str, Any]]:

@@ -17,7 +17,7 @@ from nerfstudio.model_components.renderers import SemanticRenderer
 
 from nero_nerfstudio.model_components.losses import charbonnier_rgb_loss, init_sdf_regularizer
 from nero_nerfstudio.model_components.nero_sampler import NeroSamplerConfig
-from nero_nerfstudio.models.nero_shape import NeroShapeModel, NeroShapeModelConfig, surface_depth
+from nero_nerfstudio.models.nero_shape import SHADER_DISPLAY, NeroShapeModel, NeroShapeModelConfig, surface_depth
 
 NUM_TRAIN_IMAGES = 3
 
@@ -213,8 +213,11 @@ def test_rays_that_cross_the_unit_sphere_but_miss_the_object_show_a_flat_backgro
     on_object, off_object = opacity > 0.5, (opacity > 0.0) & (opacity <= 0.5)
     assert on_object.sum() >= 3 and off_object.sum() >= 3  # both kinds of ray, and some of weight but no object
     assert torch.all(outputs["depth"][on_object] > 2.0) and torch.all(outputs["normals"][on_object].sum(-1) > 0)
-    for name in ("depth", "normal", "normals"):
+    shader_maps = [name for name in SHADER_DISPLAY if name in outputs]
+    assert {"metallic", "roughness", "albedo", "specular_light"} <= set(shader_maps)
+    for name in ("depth", "normal", "normals", *shader_maps):
         assert torch.all(outputs[name][off_object] == 0), name
+    assert torch.all(outputs["albedo"][on_object].sum(-1) > 0)
 
 
 def test_variance_is_frozen_before_the_freeze_step():

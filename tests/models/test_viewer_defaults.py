@@ -32,16 +32,25 @@ class FakeClient:
 
 
 def fake_viewer(original_c2w=None, device: str = "cpu", up_axis: str = "z"):
-    callbacks = []
+    callbacks, output_changed = [], []
     outputs = SimpleNamespace(metadata={"up_axis": up_axis})
     return SimpleNamespace(
         pipeline=SimpleNamespace(
             device=torch.device(device), datamanager=SimpleNamespace(train_dataparser_outputs=outputs)
         ),
         viser_server=SimpleNamespace(on_client_connect=callbacks.append),
-        control_panel=SimpleNamespace(_max_res=SimpleNamespace(value=512)),
+        control_panel=SimpleNamespace(
+            _max_res=SimpleNamespace(value=512),
+            _normalize=SimpleNamespace(value=True),
+            _split_normalize=SimpleNamespace(value=True),
+            _output_render=SimpleNamespace(gui_handle=SimpleNamespace(on_update=output_changed.append)),
+            _split_output_render=SimpleNamespace(gui_handle=SimpleNamespace(on_update=output_changed.append)),
+            output_render="rgb",
+            split_output_render="rgb",
+        ),
         original_c2w=original_c2w or {},
         connect=callbacks,
+        output_changed=output_changed,
     )
 
 
@@ -76,3 +85,21 @@ def test_without_training_cameras_on_a_gpu_and_y_up():
     position = np.asarray(client.camera.position) / VISER_NERFSTUDIO_SCALE_RATIO
     assert np.linalg.norm(position) > 1.5 and position[1] > 0.5  # above the object, y being up
     assert tuple(client.camera.up_direction) == (0.0, 1.0, 0.0)
+
+
+def test_material_maps_are_shown_on_their_own_scale_and_depth_normalised():
+    """A metallic of 0.3 must read as 0.3 on the colormap, not as the frame's maximum (nerfstudio normalises)."""
+    control = NeroViewerDefaults()
+    viewer = fake_viewer()
+    control._setup(viewer)
+    main_view, split_view = viewer.output_changed  # one callback on each output dropdown
+    assert main_view == split_view
+    panel = viewer.control_panel
+    for output, normalize in (("metallic", False), ("depth", True), ("roughness", False), ("rgb", True),
+                              ("occlusion_prob", False), ("accumulation", False)):  # fmt: skip
+        panel.output_render = output
+        main_view(None)
+        assert panel._normalize.value is normalize and panel._split_normalize.value is True, output
+    panel.split_output_render = "metallic"
+    split_view(None)
+    assert panel._split_normalize.value is False

@@ -1,5 +1,5 @@
-"""nerfstudio's own tools on a trained nero-shape run: ``ns-eval`` scores it and ``ns-render`` makes a video (ffmpeg,
-installed by .ci/setup)."""
+"""nerfstudio's own tools on a trained nero-shape run: ``ns-eval`` scores it, ``ns-render`` makes a video (ffmpeg,
+installed by .ci/setup), and a damaged checkpoint is one line in ``ns-eval`` and ``ns-viewer``."""
 
 from __future__ import annotations
 
@@ -44,3 +44,28 @@ def test_ns_render_interpolates_a_video_from_another_folder(trained_shape_run, t
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     frames = iio.imread(video, plugin="pyav")
     assert frames.ndim == 4 and frames.shape[0] >= 2 and frames.std() > 5
+
+
+def _run_with_newest_checkpoint_cut_short(trained_shape_run, tmp_path: Path) -> Path:
+    """A copy of the trained run whose newest checkpoint is cut short, and its config.yml pointing at the copy."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    config = yaml.load(trained_shape_run.config_path.read_text(), Loader=yaml.Loader)
+    config.output_dir = tmp_path / "outputs"
+    shutil.copytree(trained_shape_run.run_dir, config.get_base_dir())
+    newest = sorted(config.get_checkpoint_dir().glob("step-*.ckpt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:4096])
+    (config.get_base_dir() / "config.yml").write_text(yaml.dump(config))
+    return newest
+
+
+@pytest.mark.parametrize("tool", ["ns-eval", "ns-viewer"])
+def test_a_damaged_checkpoint_is_one_line_in_nerfstudio_s_tools(tool: str, trained_shape_run, tmp_path: Path):
+    newest = _run_with_newest_checkpoint_cut_short(trained_shape_run, tmp_path)
+    command = [str(BIN / tool), "--load-config", str(newest.parents[1] / "config.yml")]
+    result = _run(command + (["--output-path", str(tmp_path / "eval.json")] if tool == "ns-eval" else []), tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{tool}: {newest}: unreadable checkpoint"), result.stderr[-2000:]
+    assert last.endswith("the run has no other checkpoint: restore this one or train again")
