@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tyro
@@ -173,9 +173,19 @@ class MeshScore:
     """Deepest vertex under the true table plane, in object radii (0 when none is under it)."""
 
 
-def meshes_in_true_frame(config: BenchOwnPhotosConfig):
-    """The SfM model's alignment to the true cameras, the GT mesh, and each run's mesh in the true frame (the photo
-    run's moved by the alignment), loaded once for the scores and the figure."""
+class TrueFrameMeshes(NamedTuple):
+    """Everything in the true frame, loaded once for the scores and the figure."""
+
+    alignment: Any
+    """The SfM model's ``CameraAlignment`` to the true cameras."""
+    gt_mesh: Any
+    """The ground-truth ``trimesh.Trimesh``."""
+    meshes: Dict[str, Any]
+    """Each run's mesh by its key in ``RUNS`` (the photo run's moved by the alignment)."""
+
+
+def meshes_in_true_frame(config: BenchOwnPhotosConfig) -> TrueFrameMeshes:
+    """The SfM model's alignment to the true cameras, the GT mesh, and each run's mesh in the true frame."""
     import trimesh
 
     from nero_nerfstudio.eval.sfm_alignment import align_to_true_cameras
@@ -190,10 +200,10 @@ def meshes_in_true_frame(config: BenchOwnPhotosConfig):
         if key == "photos":
             mesh.vertices = alignment(np.asarray(mesh.vertices))
         meshes[key] = mesh
-    return alignment, gt_mesh, meshes
+    return TrueFrameMeshes(alignment, gt_mesh, meshes)
 
 
-def evaluate(config: BenchOwnPhotosConfig, loaded) -> Dict[str, object]:
+def evaluate(config: BenchOwnPhotosConfig, loaded: TrueFrameMeshes) -> Dict[str, object]:
     """Camera and frame errors of the SfM run, and both meshes' scores, in the true frame."""
     from nero_nerfstudio.data.object_frame import ObjectFrame, point_cloud_sphere
     from nero_nerfstudio.eval.chamfer import mesh_chamfer_distance
@@ -235,7 +245,7 @@ def sfm_tool_used(sfm_log: Path) -> str:
     return match.group(1) if match else "an unrecorded tool"
 
 
-def normals_figure(config: BenchOwnPhotosConfig, loaded, path: Path) -> None:
+def normals_figure(config: BenchOwnPhotosConfig, loaded: TrueFrameMeshes, path: Path) -> None:
     """Rows: a few true views; columns: the photo, then the normals of the GT mesh, the true-camera run's mesh and
     the photo run's mesh (aligned), each seen through the true camera."""
     import matplotlib
@@ -251,8 +261,7 @@ def normals_figure(config: BenchOwnPhotosConfig, loaded, path: Path) -> None:
     paths = work_paths(config)
     scene = paths["scene"]
     cameras = read_colmap_cameras(scene / MODEL)
-    _, gt_mesh, run_meshes = loaded
-    meshes = {"ground truth": gt_mesh, **{RUNS[key][0]: mesh for key, mesh in run_meshes.items()}}
+    meshes = {"ground truth": loaded.gt_mesh, **{RUNS[key][0]: mesh for key, mesh in loaded.meshes.items()}}
     casters = {name: make_ray_caster(mesh.vertices, mesh.faces, backend="open3d") for name, mesh in meshes.items()}
     views = np.linspace(0, len(cameras.image_names) - 1, config.figure_views).round().astype(int)
     figure, axes = plt.subplots(len(views), 1 + len(meshes), figsize=(2.4 * (1 + len(meshes)), 2.4 * len(views)),

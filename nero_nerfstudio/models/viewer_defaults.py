@@ -55,8 +55,9 @@ class NeroViewerDefaults(ViewerControl):
         # pylint: disable-next=protected-access
         views = ((panel.output_render, panel._normalize), (panel.split_output_render, panel._split_normalize))
         for output, normalize in views:
-            if normalize.value != (output not in FRACTION_CHANNELS):
-                normalize.value = output not in FRACTION_CHANNELS
+            wanted = output not in FRACTION_CHANNELS
+            if normalize.value != wanted:
+                normalize.value = wanted
 
     def up_axis(self) -> str:
         """``"y"`` or ``"z"``: what the dataparser says is up."""
