@@ -37,6 +37,33 @@ def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor
     return torch.sqrt(((pred - target) ** 2).sum(dim=-1) + eps).mean()
 
 
+def decorrelated_rgb_loss(
+    pred: Float[Tensor, "num_rays 3"],
+    pred_a: Float[Tensor, "num_rays 3"],
+    pred_b: Float[Tensor, "num_rays 3"],
+    target: Float[Tensor, "num_rays 3"],
+    eps: float,
+) -> Tensor:
+    """RGB loss of a Monte-Carlo colour ``pred`` made of two independent half estimates ``a``, ``b`` with the same
+    mean, whose gradient is that of ``sum_c (a - t)(b - t) / (2 sqrt(eps))``: an unbiased estimate of the squared
+    error of the halves' *expected* colour, scaled to match NeRO's Charbonnier gradient at small residuals.
+
+    With one noisy estimate, any loss's gradient pairs the residual with the derivative of the same noisy sample:
+    their covariance is the gradient of the estimate's own spread, so the loss also drops by making the estimate less
+    noisy (a sharper specular lobe, a diffuse surface instead of a rough metal) rather than more right. For
+    independent halves that term is zero. The pairing is the squared error's: a robust (L1-like) loss would aim the
+    median of the skewed estimate at the pixel, not its mean. (The halves are sRGB: what remains is the curve's
+    second-order bias, ``E sRGB(a) != sRGB(E a)``.)
+
+    Args:
+        pred: the whole estimate (sRGB); the value, for logging, is NeRO's Charbonnier loss of it.
+        pred_a, pred_b: the half estimates (sRGB).
+        target: the pixels (sRGB).
+    """
+    paired = ((pred_a - target) * (pred_b - target)).sum(dim=-1).mean() * (0.5 / eps**0.5)
+    return charbonnier_rgb_loss(pred, target, eps).detach() + (paired - paired.detach())
+
+
 SATURATED_PIXEL = 254.5 / 255.0
 """An 8-bit pixel value at or above this is clipped: the true value may be anything from 1 up."""
 

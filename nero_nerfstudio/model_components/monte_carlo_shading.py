@@ -13,11 +13,11 @@ random samples, to verify the BRDF terms and to quantify that difference.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Mapping, Optional, Tuple, Union
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from nero_nerfstudio.model_components.sample_directions import cosine_hemisphere_pdf, diffuse_directions
@@ -54,6 +54,13 @@ class MonteCarloShading:
         """``c_d + c_s`` (unclamped)."""
         return self.diffuse_color + self.specular_color
 
+    @staticmethod
+    def mean_of(first: MonteCarloShading, second: MonteCarloShading) -> MonteCarloShading:
+        """The estimate from two sample sets of the same size together: every field is a mean over samples."""
+        return MonteCarloShading(
+            **{f.name: 0.5 * (getattr(first, f.name) + getattr(second, f.name)) for f in fields(MonteCarloShading)}
+        )
+
 
 def sample_shading_directions(
     normals: Float[Tensor, "num_points 3"],
@@ -61,7 +68,7 @@ def sample_shading_directions(
     alpha: Float[Tensor, "num_points 1"],
     diffuse_set: Tuple[Tensor, Tensor],
     specular_set: Tuple[Tensor, Tensor],
-    azimuth_offsets: Optional[Float[Tensor, "num_points 2"]] = None,
+    azimuth_offsets: Optional[Float[Tensor, "num_points 2 *groups"]] = None,
 ) -> Float[Tensor, "num_points num_samples 3"]:
     """NeRO's light directions: ``N_d`` diffuse ones around ``n``, then ``N_s`` specular ones around ``r``.
 
@@ -73,10 +80,13 @@ def sample_shading_directions(
     instead of 0.05; with the gradient 0.05, MAE 0.010).
 
     Args:
-        diffuse_set: ``(u, azimuth)`` ``[N_d]`` each, from :func:`fibonacci_sample_set`.
-        specular_set: ``(u, azimuth)`` ``[N_s]`` each.
+        diffuse_set: ``(u, azimuth)`` ``[N_d]`` each, from :func:`fibonacci_sample_set` (or per point,
+            ``[num_points, N_d]``).
+        specular_set: ``(u, azimuth)`` ``[N_s]`` (or ``[num_points, N_s]``) each.
         azimuth_offsets: training jitter, per point ``(diffuse, specular)`` azimuth offsets (uniform in
-            ``[0, 2 pi)``) added to all of that point's samples of that lobe; ``None`` at test time.
+            ``[0, 2 pi)``) added to all of that point's samples of that lobe: ``[num_points, 2]``, or
+            ``[num_points, 2, K]`` for ``K`` interleaved groups (sample ``i`` takes offset ``i mod K``; ``K = 2``
+            rotates the two :func:`interleaved_halves` independently); ``None`` at test time.
 
     Returns:
         ``[num_points, N_d + N_s, 3]`` unit directions.
@@ -93,18 +103,46 @@ def _diffuse_directions_and_specular_set(
     normals: Float[Tensor, "num_points 3"],
     diffuse_set: Tuple[Tensor, Tensor],
     specular_set: Tuple[Tensor, Tensor],
-    azimuth_offsets: Optional[Float[Tensor, "num_points 2"]],
+    azimuth_offsets: Optional[Float[Tensor, "num_points 2 *groups"]],
 ) -> Tuple[Float[Tensor, "num_points num_diffuse 3"], Tuple[Tensor, Tensor]]:
-    """The diffuse directions around ``normals`` and the specular ``(u [1, N_s], azimuth [P or 1, N_s])``, each
+    """The diffuse directions around ``normals`` and the specular ``(u, azimuth)``, ``[P or 1, N_s]`` each, each
     lobe's azimuths shifted by its training jitter."""
-    diffuse_u, diffuse_azimuth = diffuse_set
-    specular_u, specular_azimuth = specular_set
-    diffuse_azimuth = diffuse_azimuth[None, :]
-    specular_azimuth = specular_azimuth[None, :]
+    diffuse_u, diffuse_azimuth = (_per_point(values) for values in diffuse_set)
+    specular_u, specular_azimuth = (_per_point(values) for values in specular_set)
     if azimuth_offsets is not None:
-        diffuse_azimuth = diffuse_azimuth + azimuth_offsets[:, 0:1]
-        specular_azimuth = specular_azimuth + azimuth_offsets[:, 1:2]
-    return diffuse_directions(normals, diffuse_u[None, :], diffuse_azimuth), (specular_u[None, :], specular_azimuth)
+        offsets = azimuth_offsets if azimuth_offsets.dim() == 3 else azimuth_offsets[..., None]
+        diffuse_azimuth = diffuse_azimuth + _per_sample(offsets[:, 0], diffuse_azimuth.shape[1])
+        specular_azimuth = specular_azimuth + _per_sample(offsets[:, 1], specular_azimuth.shape[1])
+    return diffuse_directions(normals, diffuse_u, diffuse_azimuth), (specular_u, specular_azimuth)
+
+
+def _per_point(values: Float[Tensor, "*points num_samples"]) -> Float[Tensor, "points num_samples"]:
+    """A shared ``[N]`` sample value set as ``[1, N]``; per-point ``[P, N]`` values as they are."""
+    return values if values.dim() == 2 else values[None, :]
+
+
+def _per_sample(
+    offsets: Float[Tensor, "num_points num_groups"], num_samples: int
+) -> Float[Tensor, "num_points num_samples"]:
+    """Sample ``i`` takes its point's offset ``i mod num_groups``."""
+    return offsets[:, torch.arange(num_samples, device=offsets.device) % offsets.shape[1]]
+
+
+def interleaved_halves(num_diffuse: int, num_specular: int) -> Int[Tensor, "2 half_samples"]:
+    """Sample columns of the two interleaved halves of a ``[num_points, N_d + N_s, ...]`` sample array: row ``h``
+    holds the samples ``k = 2 j + h`` of each lobe, its first ``N_d / 2`` columns the diffuse ones.
+
+    With :func:`~nero_nerfstudio.model_components.sample_directions.interleaved_stratified_u` and an azimuth rotation
+    per half (``azimuth_offsets [num_points, 2, 2]``) the two halves are independent estimates with the same mean.
+    """
+    if num_diffuse % 2 or num_specular % 2:
+        raise ValueError(f"interleaved halves need even sample counts, got {num_diffuse} + {num_specular}")
+    return torch.stack(
+        [
+            torch.cat([torch.arange(h, num_diffuse, 2), torch.arange(num_diffuse + h, num_diffuse + num_specular, 2)])
+            for h in (0, 1)
+        ]
+    )
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
@@ -178,7 +216,7 @@ def sample_per_lobe_directions(
     alpha: Float[Tensor, "num_points 1"],
     diffuse_set: Tuple[Tensor, Tensor],
     specular_set: Tuple[Tensor, Tensor],
-    azimuth_offsets: Optional[Float[Tensor, "num_points 2"]] = None,
+    azimuth_offsets: Optional[Float[Tensor, "num_points 2 *groups"]] = None,
 ) -> Float[Tensor, "num_points num_samples 3"]:
     """Light directions of :func:`per_lobe_monte_carlo_shade`: ``N_d`` cosine-weighted ones around ``n``, then ``N_s``
     GGX ones, the view reflected about half vectors drawn from ``D (n.h)`` around ``n`` (exact importance sampling).

@@ -28,10 +28,13 @@ def fibonacci_sample_set(num_samples: int) -> Tuple[Float[Tensor, "num_samples"]
         ``u`` ``[num_samples]`` and ``azimuth`` ``[num_samples]`` (radians), float32.
     """
     index = torch.arange(num_samples, dtype=torch.float64)
-    elevation = torch.asin(index / num_samples)
     azimuth = torch.remainder(2.0 * math.pi * (num_samples + index) * GOLDEN_RATIO_CONJUGATE, 2.0 * math.pi)
-    u = 1.0 - 2.0 * elevation / math.pi
-    return u.float(), azimuth.float()
+    return nero_u(index / num_samples).float(), azimuth.float()
+
+
+def nero_u(uniform: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch"]:
+    """NeRO's ``u`` of a uniform value ``x`` in ``[0, 1]``: ``1 - 2 asin(x) / pi`` (denser near 1)."""
+    return 1.0 - 2.0 * torch.asin(uniform) / math.pi
 
 
 def stratified_sample_set(num_samples: int) -> Tuple[Float[Tensor, "num_samples"], Float[Tensor, "num_samples"]]:
@@ -45,6 +48,22 @@ def stratified_sample_set(num_samples: int) -> Tuple[Float[Tensor, "num_samples"
     _, azimuth = fibonacci_sample_set(num_samples)
     u = (torch.arange(num_samples, dtype=torch.float64) + 0.5) / num_samples
     return u.float(), azimuth
+
+
+def interleaved_stratified_u(
+    num_samples: int, shifts: Float[Tensor, "num_points 2"]
+) -> Float[Tensor, "num_points num_samples"]:
+    """``u`` of two interleaved halves that are each a randomly shifted stratified set of ``M = N / 2`` strata:
+    sample ``k = 2 j + h`` takes ``u = (j + shift_h) / M``, ``shift_h`` uniform in ``[0, 1)`` per point and half.
+
+    Both halves then follow the same law, and each one's estimate is unbiased for the integral: two independent
+    estimates with the same mean (with a fixed set, the even and the odd samples sit at different ``u``: on a rough
+    lobe seen head-on, stratified midpoints give halves 9 % apart). ``num_samples`` must be even.
+    """
+    if num_samples % 2:
+        raise ValueError(f"interleaved halves need an even sample count, got {num_samples}")
+    index = torch.arange(num_samples, device=shifts.device)
+    return ((index // 2)[None, :] + shifts[:, index % 2]) / (num_samples // 2)
 
 
 def tangent_frame(axis: Float[Tensor, "*batch 3"]) -> Tuple[Float[Tensor, "*batch 3"], Float[Tensor, "*batch 3"]]:

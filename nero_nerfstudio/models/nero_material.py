@@ -28,11 +28,17 @@ from torch.nn import Parameter
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
-from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set, stratified_sample_set
+from nero_nerfstudio.model_components.sample_directions import (
+    fibonacci_sample_set,
+    interleaved_stratified_u,
+    nero_u,
+    stratified_sample_set,
+)
 from nero_nerfstudio.model_components.pixel_footprint import footprint_alpha
 from nero_nerfstudio.model_components.microfacet import Shadowing
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
+    decorrelated_rgb_loss,
     material_smoothness_loss,
     neutral_light_loss,
     saturated_as_lower_bound,
@@ -40,6 +46,8 @@ from nero_nerfstudio.model_components.losses import (
     tangent_offsets,
 )
 from nero_nerfstudio.model_components.monte_carlo_shading import (
+    MonteCarloShading,
+    interleaved_halves,
     monte_carlo_shade,
     per_lobe_monte_carlo_shade,
     sample_per_lobe_directions,
@@ -87,7 +95,8 @@ class NeroMaterialModelConfig(NeroModelConfig):
     ``schlick`` (NeRO's Schlick-GGX approximation, too dark at grazing angles on rough lobes)."""
     sample_set: Literal["stratified", "nero"] = "stratified"
     """Light-sample ``u`` values: ``stratified`` (uniform, so each lobe follows its density) or ``nero`` (NeRO's
-    Fibonacci set, which over-samples grazing diffuse directions and the GGX tail)."""
+    Fibonacci set, which over-samples grazing diffuse directions and the GGX tail). Training with the decorrelated
+    RGB gradient draws randomly shifted strata instead, warped to NeRO's ``u`` density for ``nero``."""
     material_field: MaterialFieldConfig = field(default_factory=MaterialFieldConfig)
     """Material network."""
     light_hidden_dim: int = 256
@@ -109,6 +118,13 @@ class NeroMaterialModelConfig(NeroModelConfig):
     (the environment seen directly; needs the datamanager's background rays). 0: NeRO's hit pixels only."""
     saturated_pixels_as_lower_bound: bool = True
     """Clipped (white) 8-bit pixels only ask for a colour of at least 1 (False: NeRO's loss pulls it to exactly 1)."""
+    rgb_loss_gradient: Literal["decorrelated", "single"] = "decorrelated"
+    """Training gradient of the RGB loss on hit pixels: ``decorrelated`` shades each hit from two independent halves
+    of its light samples (randomly shifted strata, rotated apiece) and pairs each half's residual with the other's
+    derivative (:func:`~nero_nerfstudio.model_components.losses.decorrelated_rgb_loss`), so the Monte-Carlo noise of
+    a wide lobe is not something training can lower (needs even sample counts); ``single``: NeRO's Charbonnier
+    gradient of the one estimate, which also rewards less noisy estimates (rough metals come out less rough and
+    less metallic)."""
 
     def __post_init__(self) -> None:
         # Absolute, so that the saved config.yml still finds the mesh from another working directory.
@@ -152,6 +168,9 @@ class NeroMaterialModel(NeroModel):
         self.register_buffer("diffuse_azimuth", diffuse_azimuth, persistent=False)
         self.register_buffer("specular_u", specular_u, persistent=False)
         self.register_buffer("specular_azimuth", specular_azimuth, persistent=False)
+        if config.num_diffuse_samples % 2 == 0 and config.num_specular_samples % 2 == 0:
+            halves = interleaved_halves(config.num_diffuse_samples, config.num_specular_samples)
+            self.register_buffer("half_columns", halves, persistent=False)
 
     def _mesh_in_normalised_frame(self, metadata: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         """The configured mesh moved from the dataset frame into the normalised frame."""
@@ -214,6 +233,40 @@ class NeroMaterialModel(NeroModel):
         depth = torch.where(hits.hit_mask, hits.depth, torch.full_like(hits.depth, self.config.miss_depth))
         return hits.hit_mask, hits.points, normals, depth[:, None]
 
+    def light_sample_sets(
+        self, num_points: int, device: torch.device
+    ) -> Tuple[Tuple[Tensor, Tensor], Tuple[Tensor, Tensor], Optional[Tensor]]:
+        """The diffuse and specular ``(u, azimuth)`` sets and the azimuth offsets of ``num_points`` shading points.
+
+        Evaluation: the fixed sets, no offsets. Training: each lobe rotated by a random azimuth per point. Training
+        with the decorrelated RGB gradient: per point, lobe and interleaved half, its own strata shift and rotation,
+        so the two halves (:attr:`half_columns`) are independent estimates with the same mean.
+
+        Returns:
+            ``(u, azimuth)`` ``[N_d]`` or ``[num_points, N_d]`` each; the same for ``N_s``; offsets ``[num_points, 2]``,
+            ``[num_points, 2, 2]`` or ``None``.
+        """
+        config = self.config
+        diffuse_set = (self.diffuse_u, self.diffuse_azimuth)
+        specular_set = (self.specular_u, self.specular_azimuth)
+        if not self.training:
+            return diffuse_set, specular_set, None
+        if config.rgb_loss_gradient == "single":
+            return diffuse_set, specular_set, 2.0 * math.pi * torch.rand(num_points, 2, device=device)
+        if not hasattr(self, "half_columns"):
+            raise ValueError(
+                f"nero-material: {config.num_diffuse_samples} diffuse + {config.num_specular_samples} specular "
+                "samples: the decorrelated RGB loss halves each lobe's samples, so both counts must be even "
+                "(or pass --pipeline.model.rgb-loss-gradient single)"
+            )
+        shifts = torch.rand(num_points, 2, 2, device=device)  # [point, lobe, half]
+        diffuse_u = interleaved_stratified_u(config.num_diffuse_samples, shifts[:, 0])
+        specular_u = interleaved_stratified_u(config.num_specular_samples, shifts[:, 1])
+        if config.sample_set == "nero":  # the same law as NeRO's fixed u, so training and evaluation agree
+            diffuse_u, specular_u = nero_u(diffuse_u), nero_u(specular_u)
+        offsets = 2.0 * math.pi * torch.rand(num_points, 2, 2, device=device)
+        return (diffuse_u, self.diffuse_azimuth), (specular_u, self.specular_azimuth), offsets
+
     def shade(
         self,
         points: Float[Tensor, "num_points 3"],
@@ -222,41 +275,52 @@ class NeroMaterialModel(NeroModel):
         poses: Optional[Float[Tensor, "num_points 3 4"]],
         normal_variance: Optional[Float[Tensor, "num_points 1"]] = None,
     ) -> Dict[str, Tensor]:
-        """Materials and Monte-Carlo shading of surface points (jittered sample azimuths in training only).
+        """Materials and Monte-Carlo shading of surface points (light samples from :meth:`light_sample_sets`).
 
         ``normal_variance``: spread of the normals over each point's pixel; widens the GGX lobe it is shaded with
         (:func:`~nero_nerfstudio.model_components.pixel_footprint.footprint_alpha`), not the material's ``alpha``.
+        Training with the decorrelated RGB gradient also returns ``rgb_halves`` ``[num_points, 6]``: the sRGB colours
+        of the two half estimates, whose linear mean is ``rgb``.
         """
+        config = self.config
         materials = self.material_field(points)
         pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
-        azimuth_offsets = None
-        if self.training:
-            azimuth_offsets = 2.0 * math.pi * torch.rand(points.shape[0], 2, device=points.device)
-        per_lobe = self.config.estimator == "per_lobe"
+        diffuse_set, specular_set, azimuth_offsets = self.light_sample_sets(points.shape[0], points.device)
+        per_lobe = config.estimator == "per_lobe"
         directions = (sample_per_lobe_directions if per_lobe else sample_shading_directions)(
-            normals,
-            view_dirs,
-            pixel_materials["alpha"],
-            (self.diffuse_u, self.diffuse_azimuth),
-            (self.specular_u, self.specular_azimuth),
-            azimuth_offsets,
+            normals, view_dirs, pixel_materials["alpha"], diffuse_set, specular_set, azimuth_offsets
         )
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
-        shading = (per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade)(
-            normals,
-            view_dirs,
-            pixel_materials,
-            directions,
-            radiance,
-            self.config.num_diffuse_samples,
-            self.config.shadowing,
-        )
+        shade_fn = per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade
+
+        def shade_samples(columns: Tensor) -> MonteCarloShading:
+            """One interleaved half's estimate (its first ``N_d / 2`` columns are the diffuse samples)."""
+            return shade_fn(
+                normals,
+                view_dirs,
+                pixel_materials,
+                directions[:, columns],
+                radiance[:, columns],
+                config.num_diffuse_samples // 2,
+                config.shadowing,
+            )
+
+        extra: Dict[str, Tensor] = {}
+        if self.training and config.rgb_loss_gradient == "decorrelated":
+            halves = [shade_samples(columns) for columns in self.half_columns]
+            shading = MonteCarloShading.mean_of(*halves)
+            extra["rgb_halves"] = linear_to_srgb(torch.cat([half.color for half in halves], dim=-1))
+        else:
+            shading = shade_fn(
+                normals, view_dirs, pixel_materials, directions, radiance, config.num_diffuse_samples, config.shadowing
+            )
         rgb = linear_to_srgb(shading.color)
 
         def display(linear: Tensor) -> Tensor:
             return linear_to_srgb(linear).clamp(0.0, 1.0)
 
         return {
+            **extra,
             "rgb": rgb if self.training else rgb.clamp(0.0, 1.0),
             "albedo": materials["albedo"],
             "metallic": materials["metallic"],
@@ -322,7 +386,8 @@ class NeroMaterialModel(NeroModel):
         ``metallic``, ``roughness`` (``sqrt(alpha)``), ``diffuse_color``, ``specular_color``, ``diffuse_light``,
         ``specular_light`` (clamped sRGB), ``normal`` (outward, ``[-1, 1]``), ``normal_vis``, ``hit_mask``,
         ``accumulation`` (= hit mask), ``depth``. In training also ``material_samples`` (points, normals and
-        materials of the hits, for the regularisers)."""
+        materials of the hits, for the regularisers) and, with the decorrelated RGB gradient, ``rgb_halves``
+        ``[num_rays, 6]`` (:meth:`shade`)."""
         num_rays = ray_bundle.origins.shape[0]
         samples = self.sample_and_forward_field(ray_bundle)
         hit_rows, normals, shading = samples["hit_rows"], samples["normals"], samples["shading"]
@@ -365,19 +430,24 @@ class NeroMaterialModel(NeroModel):
     def get_loss_dict(
         self, outputs: Dict[str, Any], batch: Dict[str, Tensor], metrics_dict: Optional[Dict[str, Tensor]] = None
     ) -> Dict[str, Tensor]:
-        """``rgb_loss`` (Charbonnier on hit pixels); in training also ``material_smoothness_loss``,
-        ``neutral_light_loss`` and, before ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
+        """``rgb_loss`` (Charbonnier on hit pixels; trained on the halves' paired error when the outputs hold
+        ``rgb_halves``); in training also ``background_loss``, ``material_smoothness_loss``, ``neutral_light_loss``
+        and, before ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
         config = self.config
         image = self.batch_image(batch, self.device)
         hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
         rgb = outputs["rgb"]
         if config.saturated_pixels_as_lower_bound:
             rgb = saturated_as_lower_bound(rgb, image)
-        losses = {
-            "rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps)
-            if bool(hit.any())
-            else rgb.sum() * 0.0
-        }
+        if not bool(hit.any()):
+            losses = {"rgb_loss": rgb.sum() * 0.0}
+        elif "rgb_halves" in outputs:
+            halves = [outputs["rgb_halves"][hit, 3 * h : 3 * h + 3] for h in (0, 1)]
+            if config.saturated_pixels_as_lower_bound:
+                halves = [saturated_as_lower_bound(half, image[hit]) for half in halves]
+            losses = {"rgb_loss": decorrelated_rgb_loss(rgb[hit], *halves, image[hit], config.rgb_loss_eps)}
+        else:
+            losses = {"rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps)}
         if not self.training:
             return losses
         if "background_rows" in outputs and len(outputs["background_rows"]):

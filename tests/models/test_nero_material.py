@@ -17,12 +17,14 @@ from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig
 from nero_nerfstudio.model_components.losses import (
+    charbonnier_rgb_loss,
     neutral_light_loss,
     saturated_as_lower_bound,
     saturation_guard,
     tangent_offsets,
 )
-from nero_nerfstudio.utils.color import linear_to_srgb
+from nero_nerfstudio.utils.color import linear_to_srgb, srgb_to_linear
+from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
 from nero_nerfstudio.models.nero_material import NeroMaterialModel, NeroMaterialModelConfig, resolve_outer_light
 
 SPHERE_RADIUS = 0.5
@@ -50,14 +52,13 @@ def sphere_mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_model(mesh_path, metadata=None, **overrides) -> NeroMaterialModel:
-    config = NeroMaterialModelConfig(
-        mesh_path=mesh_path,
+    settings = dict(
         material_field=MaterialFieldConfig(hidden_dim=16),
         light_hidden_dim=16,
         num_diffuse_samples=8,
         num_specular_samples=4,
-        **overrides,
     )
+    config = NeroMaterialModelConfig(mesh_path=mesh_path, **{**settings, **overrides})
     return config.setup(
         scene_box=SceneBox(torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])),
         num_train_data=2,
@@ -154,6 +155,67 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
     model.eval()
     with torch.no_grad():
         assert set(model.get_loss_dict(model(bundle), {"image": torch.rand(3, 3)})) == {"rgb_loss"}
+
+
+def test_training_pairs_two_half_estimates_whose_mean_is_the_rendered_colour(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh)
+    model.train()
+    outputs = model(rays_towards_the_sphere())
+    halves = srgb_to_linear(outputs["rgb_halves"][:2].view(2, 2, 3))  # the two hits; [ray, half, rgb] linear
+    assert not torch.allclose(halves[:, 0], halves[:, 1])
+    torch.testing.assert_close(halves.mean(dim=1), srgb_to_linear(outputs["rgb"][:2]), rtol=1e-4, atol=1e-6)
+    image = torch.full((3, 3), 0.5)
+    loss = model.get_loss_dict(outputs, {"image": image})["rgb_loss"]
+    # Logged: NeRO's Charbonnier of the rendered colour. Trained: the halves' paired squared error.
+    a, b = outputs["rgb_halves"][:2, :3], outputs["rgb_halves"][:2, 3:]
+    torch.testing.assert_close(loss, charbonnier_rgb_loss(outputs["rgb"][:2], image[:2], model.config.rgb_loss_eps))
+    (grad,) = torch.autograd.grad(loss, outputs["rgb_halves"])
+    scale = 0.5 / model.config.rgb_loss_eps**0.5 / 2  # mean over the two hit rays
+    torch.testing.assert_close(grad[:2], torch.cat([b - 0.5, a - 0.5], dim=-1).detach() * scale)
+
+
+def test_each_half_draws_its_own_strata_and_rotation_in_training_only(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh)
+    model.train()
+    (diffuse_u, _), (specular_u, _), offsets = model.light_sample_sets(5, torch.device("cpu"))
+    assert diffuse_u.shape == (5, 8) and specular_u.shape == (5, 4) and offsets.shape == (5, 2, 2)
+    # Strata j = 0..M-1 of each half, each shifted by its own fraction: u * M - j is one value per half and lobe.
+    for u, size in ((diffuse_u, 8), (specular_u, 4)):
+        shift = u * (size // 2) - torch.arange(size).div(2, rounding_mode="floor")
+        torch.testing.assert_close(shift[:, 0::2], shift[:, :1].expand(5, size // 2))
+        torch.testing.assert_close(shift[:, 1::2], shift[:, 1:2].expand(5, size // 2))
+        assert not torch.allclose(shift[:, 0], shift[:, 1])
+    assert not torch.allclose(diffuse_u[:, 0], specular_u[:, 0])
+    assert not torch.allclose(offsets[:, :, 0], offsets[:, :, 1])
+    model.eval()
+    with torch.no_grad():
+        assert "rgb_halves" not in model(rays_towards_the_sphere())
+    assert model.light_sample_sets(5, torch.device("cpu"))[2] is None
+
+
+def test_nero_sample_set_keeps_its_u_density_in_training(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh, sample_set="nero", num_diffuse_samples=64)
+    model.train()
+    (diffuse_u, _), _, _ = model.light_sample_sets(4000, torch.device("cpu"))
+    fixed_u = fibonacci_sample_set(64)[0]
+    assert abs(float(diffuse_u.mean()) - float(fixed_u.mean())) < 0.01
+    assert abs(float(diffuse_u.median()) - float(fixed_u.median())) < 0.03
+
+
+def test_single_gradient_and_odd_sample_counts(sphere_mesh: Path):
+    single = make_model(sphere_mesh, rgb_loss_gradient="single")
+    single.train()
+    assert "rgb_halves" not in single(rays_towards_the_sphere())
+    odd = make_model(sphere_mesh, num_specular_samples=5)
+    odd.eval()
+    with torch.no_grad():
+        odd(rays_towards_the_sphere())  # an odd count still renders (viewer, exports)
+    odd.train()
+    with pytest.raises(ValueError, match="both counts must be even"):
+        odd(rays_towards_the_sphere())
 
 
 def test_training_rays_that_miss_teach_the_outer_light_their_pixel(model: NeroMaterialModel):
