@@ -122,7 +122,7 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Training gradient of the RGB loss on hit pixels: ``decorrelated`` shades each hit from two independent halves
     of its light samples (randomly shifted strata, rotated apiece) and pairs each half's residual with the other's
     derivative (:func:`~nero_nerfstudio.model_components.losses.decorrelated_rgb_loss`), so the Monte-Carlo noise of
-    a wide lobe is not something training can lower (needs even sample counts); ``single``: NeRO's Charbonnier
+    a wide lobe is not something training can lower (both sample counts must be even); ``single``: NeRO's Charbonnier
     gradient of the one estimate, which also rewards less noisy estimates (rough metals come out less rough and
     less metallic)."""
 
@@ -168,9 +168,16 @@ class NeroMaterialModel(NeroModel):
         self.register_buffer("diffuse_azimuth", diffuse_azimuth, persistent=False)
         self.register_buffer("specular_u", specular_u, persistent=False)
         self.register_buffer("specular_azimuth", specular_azimuth, persistent=False)
-        if config.num_diffuse_samples % 2 == 0 and config.num_specular_samples % 2 == 0:
+        halves = None
+        if config.rgb_loss_gradient == "decorrelated":
+            if config.num_diffuse_samples % 2 or config.num_specular_samples % 2:
+                raise ValueError(
+                    f"nero-material: {config.num_diffuse_samples} diffuse + {config.num_specular_samples} specular "
+                    "samples: the decorrelated RGB loss halves each lobe's samples, so both counts must be even "
+                    "(or pass --pipeline.model.rgb-loss-gradient single)"
+                )
             halves = interleaved_halves(config.num_diffuse_samples, config.num_specular_samples)
-            self.register_buffer("half_columns", halves, persistent=False)
+        self.register_buffer("half_columns", halves, persistent=False)
 
     def _mesh_in_normalised_frame(self, metadata: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         """The configured mesh moved from the dataset frame into the normalised frame."""
@@ -253,12 +260,6 @@ class NeroMaterialModel(NeroModel):
             return diffuse_set, specular_set, None
         if config.rgb_loss_gradient == "single":
             return diffuse_set, specular_set, 2.0 * math.pi * torch.rand(num_points, 2, device=device)
-        if not hasattr(self, "half_columns"):
-            raise ValueError(
-                f"nero-material: {config.num_diffuse_samples} diffuse + {config.num_specular_samples} specular "
-                "samples: the decorrelated RGB loss halves each lobe's samples, so both counts must be even "
-                "(or pass --pipeline.model.rgb-loss-gradient single)"
-            )
         shifts = torch.rand(num_points, 2, 2, device=device)  # [point, lobe, half]
         diffuse_u = interleaved_stratified_u(config.num_diffuse_samples, shifts[:, 0])
         specular_u = interleaved_stratified_u(config.num_specular_samples, shifts[:, 1])
