@@ -30,10 +30,12 @@ from ``/proc``) are its own; ``--workers`` jobs of the pipeline run side by side
 each). Stages whose result file exists are reused, so an interrupted benchmark resumes. Writes
 ``benchmarks/RESULTS.md``, ``benchmarks/chamfer_vs_time.png``, ``benchmarks/relight_comparison.png``,
 ``benchmarks/RESULTS_stage_one.md`` and ``benchmarks/stage_one_presets.png``; ``--stage-one-only`` renders the scenes
-and runs the Stage I comparison alone (about 2 hours on 2 cores), writing only the last two::
+and runs the Stage I comparison alone (about 2 hours on 2 cores), writing only the last two; ``--pipeline-only`` skips
+that comparison (about an hour), writing only the first three::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pipeline.py --output-dir /tmp/nero_bench_pipeline
     python benchmarks/bench_pipeline.py --stage-one-only --output-dir /tmp/nero_bench_stage_one
+    OMP_NUM_THREADS=1 python benchmarks/bench_pipeline.py --pipeline-only --output-dir /tmp/nero_bench_pipeline
     python benchmarks/bench_pipeline.py --full --output-dir /tmp/nero_bench_full   # paper presets, on a GPU
 """
 
@@ -162,6 +164,9 @@ class BenchPipelineConfig:
     stage_one_only: bool = False
     """Only the renders and the Stage I preset comparison (no Stage II, no relight): writes ``stage_one_results`` and
     leaves ``results`` alone."""
+    pipeline_only: bool = False
+    """Skip the Stage I preset comparison (about 2 hours on 2 cores): the pipeline's scenes and the pipeline alone,
+    writing ``results`` and leaving ``stage_one_results`` alone (to re-measure a Stage II change)."""
     stage_one_results: Path = BENCHMARK_DIR / "RESULTS_stage_one.md"
     """Report of the Stage I preset comparison (its plot, ``stage_one_presets.png``, goes next to it)."""
     fast_time_budget_s: float = 480.0
@@ -421,13 +426,14 @@ class Bench:
         return [] if self.config.stage_one_only else [s for s in SCENES if s.name in self.config.scenes]
 
     def stage_one_scenes(self) -> List[SceneSpec]:
-        return [scene for scene in ALL_SCENES if scene.name in self.config.scenes]
+        """Scenes of the Stage I preset comparison (none with ``pipeline_only``)."""
+        return [] if self.config.pipeline_only else [s for s in ALL_SCENES if s.name in self.config.scenes]
 
     def render_all(self) -> Dict[str, Dict[str, StageResult]]:
         """Every selected scene, and the ground-truth relighting of the pipeline's scenes."""
-        pipeline_scenes = self.pipeline_scenes()
+        pipeline_scenes, stage_one_scenes = self.pipeline_scenes(), self.stage_one_scenes()
         renders = {}
-        for scene in self.stage_one_scenes():
+        for scene in [s for s in ALL_SCENES if s in pipeline_scenes or s in stage_one_scenes]:
             relight = scene in pipeline_scenes
             CONSOLE.print(f"Rendering {scene.name}" + (" and its ground-truth relighting" if relight else ""))
             renders[scene.name] = self.render(scene, relight)
@@ -672,8 +678,10 @@ def write_markdown(
     stage_seconds = sum(stage.seconds for stage in all_stages)
     remark = (
         "The Stage I shader comparison at 1000 steps on one scene is in [RESULTS_shape.md](RESULTS_shape.md); the "
-        "comparison of the Stage I presets made by this run is in "
-        f"[{config.stage_one_results.name}]({os.path.relpath(config.stage_one_results, config.results.parent)})."
+        "comparison of the Stage I presets "
+        + ("(not run by this invocation, `--pipeline-only`)" if config.pipeline_only else "made by this run")
+        + f" is in [{config.stage_one_results.name}]"
+        f"({os.path.relpath(config.stage_one_results, config.results.parent)})."
     )
     lines = [
         *report_header(
@@ -704,8 +712,12 @@ def write_markdown(
         "white background).",
         f"* {config.workers} jobs side by side, `torch.set_num_threads({config.threads})` each; each stage is its own "
         "process (wall time and peak RSS of that process).",
-        f"* Wall time of this invocation: {total_seconds / 60:.1f} min, of which {stage_one_seconds / 60:.1f} min for "
-        "the Stage I preset comparison (run first, alone)"
+        f"* Wall time of this invocation: {total_seconds / 60:.1f} min"
+        + (
+            ""
+            if config.pipeline_only
+            else f", of which {stage_one_seconds / 60:.1f} min for the Stage I preset comparison (run first, alone)"
+        )
         + (
             f"; {num_reused} of {num_stages} stages were reused from an earlier invocation of the same command "
             "(marked below), their times are those measured then"
@@ -1038,7 +1050,8 @@ def write_stage_one_markdown(
 
 
 RUN_CHOICES = frozenset(
-    {"output_dir", "results", "scenes", "workers", "stage_one_only", "stage_one_results", "small_on_thin_scene"}
+    {"output_dir", "results", "scenes", "workers", "stage_one_only", "pipeline_only", "stage_one_results",
+     "small_on_thin_scene"}
 )
 """Settings of this benchmark that choose what runs or where reports go, not what a finished stage holds."""
 
@@ -1098,6 +1111,8 @@ def main(config: BenchPipelineConfig) -> None:
             f"bench_pipeline: the pipeline needs one of {[s.name for s in SCENES]} (thin-part scenes only go through "
             "the Stage I comparison: add --stage-one-only)"
         )
+    if config.stage_one_only and config.pipeline_only:
+        raise SystemExit("bench_pipeline: --stage-one-only and --pipeline-only exclude each other")
     try:
         check_material_overrides(config.material_overrides, config.full)
     except ValueError as error:
@@ -1119,10 +1134,11 @@ def main(config: BenchPipelineConfig) -> None:
                     "stage_one_jobs": [asdict(r) for r in stage_one], "jobs": [asdict(r) for r in results]},
                    indent=2)  # fmt: skip
     )
-    planned_steps = {run.kind: bench.stage_one_steps(run) for run in STAGE_ONE_RUNS}
-    plot_curves(stage_one, config.stage_one_results.parent / "stage_one_presets.png", STAGE_ONE_LABELS)
-    write_stage_one_markdown(config, stage_one, planned_steps, stage_one_seconds, command)
-    CONSOLE.print(f"Wrote {config.stage_one_results} and stage_one_presets.png")
+    if not config.pipeline_only:
+        planned_steps = {run.kind: bench.stage_one_steps(run) for run in STAGE_ONE_RUNS}
+        plot_curves(stage_one, config.stage_one_results.parent / "stage_one_presets.png", STAGE_ONE_LABELS)
+        write_stage_one_markdown(config, stage_one, planned_steps, stage_one_seconds, command)
+        CONSOLE.print(f"Wrote {config.stage_one_results} and stage_one_presets.png")
     if config.stage_one_only:
         return
     plot_curves(results, config.results.parent / "chamfer_vs_time.png", KIND_LABELS)

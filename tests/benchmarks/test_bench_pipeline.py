@@ -99,7 +99,8 @@ def test_stage_one_targets_are_computed_and_judged(bench_pipeline):
 @pytest.mark.slow
 def test_tiny_benchmark_writes_a_report_a_plot_and_a_relight_comparison(tmp_path: Path):
     """One scene, a few steps of every stage: the report holds numbers for NeRO and the baseline, and the Stage I
-    comparison's report numbers for each preset; ``--stage-one-only`` rewrites only the latter."""
+    comparison's report numbers for each preset; ``--stage-one-only`` rewrites only the latter, ``--pipeline-only`` only
+    the former."""
     results, stage_one_results = tmp_path / "RESULTS.md", tmp_path / "RESULTS_stage_one.md"
     command = [
         sys.executable, str(BENCHMARK_DIR / "bench_pipeline.py"), "--output-dir", str(tmp_path / "bench"),
@@ -164,3 +165,16 @@ def test_tiny_benchmark_writes_a_report_a_plot_and_a_relight_comparison(tmp_path
     completed = subprocess.run(command + ["--stage-one-only"], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "stages were reused" in stage_one_results.read_text() and results.read_text() == report
+    # And the other way round: ``--pipeline-only`` writes the pipeline's report alone.
+    stage_one_report, stage_one_mtime = stage_one_results.read_text(), stage_one_results.stat().st_mtime_ns
+    results.unlink()
+    completed = subprocess.run(command + ["--pipeline-only"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rewritten = results.read_text()
+    assert "stages were reused" in rewritten and "(not run by this invocation, `--pipeline-only`)" in rewritten
+
+    def measured_tables(text: str) -> str:  # Stage I and Stage II tables; the stage table marks reused stages
+        return text.split("## Shape and novel views")[1].split("## Wall time")[0]
+
+    assert measured_tables(rewritten) == measured_tables(report)
+    assert stage_one_results.stat().st_mtime_ns == stage_one_mtime and stage_one_results.read_text() == stage_one_report
