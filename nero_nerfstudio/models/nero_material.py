@@ -294,27 +294,20 @@ class NeroMaterialModel(NeroModel):
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
         shade_fn = per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade
 
-        def shade_samples(columns: Tensor) -> MonteCarloShading:
-            """One interleaved half's estimate (its first ``N_d / 2`` columns are the diffuse samples)."""
+        def shade_samples(columns: Tensor | slice, num_diffuse: int) -> MonteCarloShading:
+            """The estimate from the sample ``columns``, of which the first ``num_diffuse`` are diffuse samples."""
             return shade_fn(
-                normals,
-                view_dirs,
-                pixel_materials,
-                directions[:, columns],
-                radiance[:, columns],
-                config.num_diffuse_samples // 2,
+                normals, view_dirs, pixel_materials, directions[:, columns], radiance[:, columns], num_diffuse,
                 config.shadowing,
-            )
+            )  # fmt: skip
 
         extra: Dict[str, Tensor] = {}
         if self.training and config.rgb_loss_gradient == "decorrelated":
-            halves = [shade_samples(columns) for columns in self.half_columns]
+            halves = [shade_samples(columns, config.num_diffuse_samples // 2) for columns in self.half_columns]
             shading = MonteCarloShading.mean_of(*halves)
             extra["rgb_halves"] = linear_to_srgb(torch.cat([half.color for half in halves], dim=-1))
         else:
-            shading = shade_fn(
-                normals, view_dirs, pixel_materials, directions, radiance, config.num_diffuse_samples, config.shadowing
-            )
+            shading = shade_samples(slice(None), config.num_diffuse_samples)
         rgb = linear_to_srgb(shading.color)
 
         def display(linear: Tensor) -> Tensor:
