@@ -12,7 +12,9 @@ Files written to the output folder:
   ``trimesh.load(path, process=False)``, or open3d), plus ``materials.json`` describing this;
 * textures (beyond NeRO): ``material.glb`` (glTF metallic-roughness material), ``material.obj`` + ``material.mtl``,
   ``albedo.png`` (sRGB), ``metallic.png`` and ``roughness.png`` (linear), ``materials_preview.png``, and
-  ``textures.json``. The textured mesh may be decimated first, and a z-up frame is turned +y up for glTF/OBJ.
+  ``textures.json``. The textured mesh may be decimated first, and a z-up frame is turned +y up for glTF/OBJ;
+* the learned environment light (:mod:`~nero_nerfstudio.export.environment`): ``environment.hdr`` and
+  ``environment.png``, for ``nero-relight --hdr``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from rich.console import Console
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.export.environment import DEFAULT_ENVIRONMENT_HEIGHT, save_environment
 from nero_nerfstudio.export.mesh import load_dataparser_transform, transform_to_normalized_frame
 from nero_nerfstudio.export.material_query import DEFAULT_BATCH_SIZE, MaterialFn, MaterialFnError, query_materials
 from nero_nerfstudio.export.uv_baking import BakedMaterials, bake_material_maps
@@ -299,7 +302,8 @@ def export_texture_materials(
 
 @dataclass
 class ExportMaterials:
-    """Export the Stage II materials: NeRO's per-vertex .npy files, and baked textures (glTF binary, OBJ, PNGs)."""
+    """Export the Stage II materials: NeRO's per-vertex .npy files, baked textures (glTF binary, OBJ, PNGs) and the
+    learned environment light (.hdr, .png)."""
 
     load_config: Path
     """The nero-material run's config.yml (its latest checkpoint is used)."""
@@ -317,14 +321,19 @@ class ExportMaterials:
     texture_max_faces: Optional[int] = DEFAULT_TEXTURE_MAX_FACES
     """The textured mesh (glb, obj) is decimated to at most this many faces: xatlas needs minutes on meshes with
     hundreds of thousands of faces. None: keep every face. The .npy files always use the full mesh."""
+    environment_height: int = DEFAULT_ENVIRONMENT_HEIGHT
+    """Rows of ``environment.hdr``, the learned environment light as an equirectangular map in the frame
+    ``nero-relight`` renders in (``--hdr environment.hdr`` relights under the light the materials were learned
+    with); twice as many columns. 0: no environment files."""
 
     def main(self) -> None:
         """Load the run, export per-vertex materials and textures, print what was written."""
         max_faces_ok = self.texture_max_faces is None or self.texture_max_faces >= 1
-        if self.texture_size < 8 or self.batch_size < 1 or not max_faces_ok:
+        if self.texture_size < 8 or self.batch_size < 1 or not max_faces_ok or self.environment_height < 0:
             raise SystemExit(
-                f"nero-export materials: --texture-size must be >= 8, --batch-size and --texture-max-faces >= 1 "
-                f"(got {self.texture_size}, {self.batch_size} and {self.texture_max_faces})"
+                f"nero-export materials: --texture-size must be >= 8, --batch-size and --texture-max-faces >= 1, "
+                f"--environment-height >= 0 (got {self.texture_size}, {self.batch_size}, {self.texture_max_faces} "
+                f"and {self.environment_height})"
             )
         # nerfstudio is imported only once there is a run to load, so --help and input errors answer quickly.
         from nero_nerfstudio.utils import run_loading
@@ -358,6 +367,11 @@ class ExportMaterials:
                         up_axis,
                         self.texture_max_faces,
                     )
+                )
+            environment_fn = getattr(model, "environment_fn", None)
+            if callable(environment_fn) and self.environment_height > 0:
+                paths.update(
+                    save_environment(self.output_dir, environment_fn, up_axis, self.environment_height, pipeline.device)
                 )
         except MaterialFnError as error:
             raise NeroDataError(self.load_config, f"step {step}: {error}") from error

@@ -218,6 +218,11 @@ class NeroMaterialModel(NeroModel):
             "albedo": materials["albedo"],
         }
 
+    def environment_fn(self, directions: Float[Tensor, "num_dirs 3"]) -> Float[Tensor, "num_dirs 3"]:
+        """The outer light arriving at the centre of the normalised frame from unit ``directions``, linear (for the
+        environment export; a ``sphere_direction`` light is the one entering the unit sphere there)."""
+        return self.lights.outer_light(torch.zeros_like(directions), directions)
+
     # ------------------------------------------------------------------------------------------------------------
     # Rendering
 

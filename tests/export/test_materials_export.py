@@ -348,3 +348,24 @@ def test_an_unwrap_failure_keeps_the_vertex_files_and_says_how_to_skip_textures(
         ExportMaterials(load_config=config_path, output_dir=tmp_path / "out").main()
     assert np.load(tmp_path / "out" / "albedo.npy").shape == (642, 3)
     assert not (tmp_path / "out" / "material.glb").exists()
+
+
+def test_export_materials_command_writes_the_learned_environment_of_a_model_that_has_one(
+    sphere_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import cv2
+
+    model = FakeModel(sphere_path)
+    model.environment_fn = lambda directions: 0.5 + 0.5 * directions.abs()  # linear radiance in [0.5, 1]
+    config_path = write_run_config(tmp_path / "run")
+    patch_load_pipeline(monkeypatch, model, up_axis="y")
+    export = dict(load_config=config_path, bake_textures=False)
+    ExportMaterials(**export, output_dir=tmp_path / "out", environment_height=16).main()
+    environment = cv2.imread(str(tmp_path / "out" / "environment.hdr"), cv2.IMREAD_UNCHANGED)
+    assert environment.shape == (16, 32, 3) and 0.49 < environment.min() and environment.max() <= 1.0
+    assert Image.open(tmp_path / "out" / "environment.png").size == (32, 16)
+
+    ExportMaterials(**export, output_dir=tmp_path / "none", environment_height=0).main()
+    assert not (tmp_path / "none" / "environment.hdr").exists()
+    with pytest.raises(SystemExit, match="--environment-height >= 0"):
+        ExportMaterials(load_config=config_path, output_dir=tmp_path / "bad", environment_height=-1).main()

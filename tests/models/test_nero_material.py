@@ -281,6 +281,16 @@ def test_material_fn_ranges_and_roughness_is_sqrt_alpha(model: NeroMaterialModel
         assert value.min() >= 0.0 and value.max() <= 1.0
 
 
+def test_environment_fn_is_the_outer_light_seen_from_the_centre(model: NeroMaterialModel):
+    directions = torch.nn.functional.normalize(torch.randn(20, 3), dim=-1)
+    with torch.no_grad():
+        environment = model.environment_fn(directions)
+        # A distant light is the same from every point.
+        elsewhere = model.lights.outer_light(torch.rand(20, 3) - 0.5, directions)
+    assert environment.shape == (20, 3) and environment.min() > 0
+    torch.testing.assert_close(environment, elsewhere)
+
+
 def test_camera_render_and_evaluation_images(model: NeroMaterialModel):
     c2w = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 3.0]])
     camera = Cameras(camera_to_worlds=c2w[None], fx=12.0, fy=12.0, cx=5.0, cy=4.0, width=10, height=8)
