@@ -5,24 +5,19 @@ equirectangular layout in the frame ``nero-relight`` renders in (the normalised 
 :func:`~nero_nerfstudio.relight.cameras.object_rotation`), it relights the exported materials under the light they
 were learned with (``nero-relight --hdr environment.hdr``), and shows how sharp an environment the light field holds.
 
-Files: ``environment.hdr`` (linear radiance, Radiance RGBE) and ``environment.png`` (sRGB, clipped at 1).
+``nero-export materials`` writes the map (:func:`~nero_nerfstudio.export.materials.export_environment`).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable
 
 import numpy as np
 import torch
 from jaxtyping import Float
-from PIL import Image
 
-from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.relight.cameras import object_rotation
-from nero_nerfstudio.utils.color import linear_to_srgb
-from nero_nerfstudio.utils.io import atomic_path
 
 EnvironmentFn = Callable[[Float[torch.Tensor, "num_dirs 3"]], Float[torch.Tensor, "num_dirs 3"]]
 """Unit directions of the normalised frame -> linear radiance arriving from them."""
@@ -62,20 +57,3 @@ def environment_map(
     batches = normalised_dirs.split(batch_size)
     radiance = torch.cat([environment_fn(directions) for directions in batches])
     return radiance.float().cpu().numpy().reshape(height, 2 * height, 3)
-
-
-def save_environment(
-    output_dir: Path, environment_fn: EnvironmentFn, up_axis: str, height: int, device: torch.device | str = "cpu"
-) -> Dict[str, Path]:
-    """Write ``environment.hdr`` and ``environment.png`` of ``environment_fn`` to ``output_dir``, atomically."""
-    import cv2  # pylint: disable=import-outside-toplevel  # OpenCV writes Radiance .hdr; imported only here
-
-    radiance = environment_map(environment_fn, up_axis, height, device=device)
-    paths = {"environment": output_dir / "environment.hdr", "environment_preview": output_dir / "environment.png"}
-    with atomic_path(paths["environment"]) as tmp_path:
-        if not cv2.imwrite(str(tmp_path), np.ascontiguousarray(radiance[..., ::-1])):  # OpenCV wants BGR
-            raise NeroDataError(paths["environment"], "OpenCV could not write this Radiance .hdr file")
-    preview = linear_to_srgb(torch.from_numpy(radiance)).clamp(0.0, 1.0).numpy()
-    with atomic_path(paths["environment_preview"]) as tmp_path:
-        Image.fromarray(np.round(preview * 255.0).astype(np.uint8)).save(tmp_path, format="PNG")
-    return paths

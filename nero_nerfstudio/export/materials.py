@@ -33,7 +33,7 @@ from rich.console import Console
 
 from nero_nerfstudio.core.errors import NeroDataError
 from nero_nerfstudio.core.keys import NeroKey
-from nero_nerfstudio.export.environment import DEFAULT_ENVIRONMENT_HEIGHT, save_environment
+from nero_nerfstudio.export.environment import DEFAULT_ENVIRONMENT_HEIGHT, EnvironmentFn, environment_map
 from nero_nerfstudio.export.mesh import load_dataparser_transform, transform_to_normalized_frame
 from nero_nerfstudio.export.material_query import DEFAULT_BATCH_SIZE, MaterialFn, MaterialFnError, query_materials
 from nero_nerfstudio.export.uv_baking import BakedMaterials, bake_material_maps
@@ -148,6 +148,27 @@ def export_vertex_materials(
             },
         },
     )
+    return paths
+
+
+def export_environment(
+    output_dir: Path,
+    environment_fn: EnvironmentFn,
+    up_axis: str,
+    height: int = DEFAULT_ENVIRONMENT_HEIGHT,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: Union[str, torch.device] = "cpu",
+) -> Dict[str, Path]:
+    """Write ``environment.hdr`` (linear, Radiance RGBE) and ``environment.png`` (sRGB, clipped at 1) of the
+    ``height x 2 height`` map of ``environment_fn`` (:func:`~nero_nerfstudio.export.environment.environment_map`)."""
+    import cv2  # pylint: disable=import-outside-toplevel  # OpenCV writes Radiance .hdr; imported only here
+
+    radiance = environment_map(environment_fn, up_axis, height, batch_size, device)
+    paths = {"environment": output_dir / "environment.hdr", "environment_preview": output_dir / "environment.png"}
+    with atomic_path(paths["environment"]) as tmp_path:
+        if not cv2.imwrite(str(tmp_path), np.ascontiguousarray(radiance[..., ::-1])):  # OpenCV wants BGR
+            raise NeroDataError(paths["environment"], "OpenCV could not write this Radiance .hdr file")
+    _save_png(paths["environment_preview"], Image.fromarray(encode_8bit(linear_to_srgb(radiance)), mode="RGB"))
     return paths
 
 
@@ -371,7 +392,10 @@ class ExportMaterials:
             environment_fn = getattr(model, "environment_fn", None)
             if callable(environment_fn) and self.environment_height > 0:
                 paths.update(
-                    save_environment(self.output_dir, environment_fn, up_axis, self.environment_height, pipeline.device)
+                    export_environment(
+                        self.output_dir, environment_fn, up_axis, self.environment_height, self.batch_size,
+                        pipeline.device,
+                    )  # fmt: skip
                 )
         except MaterialFnError as error:
             raise NeroDataError(self.load_config, f"step {step}: {error}") from error

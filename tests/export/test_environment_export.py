@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nero_nerfstudio.export.environment import environment_map, equirect_directions, save_environment
+from nero_nerfstudio.export.environment import environment_map, equirect_directions
+from nero_nerfstudio.export.materials import export_environment
 from nero_nerfstudio.relight.cameras import object_rotation
 
 
@@ -68,7 +69,7 @@ def test_saved_hdr_reads_back_as_the_linear_map_and_the_png_is_its_srgb_preview(
         up = directions[:, 2:3]
         return torch.cat([0.5 + 2.0 * up.clamp_min(0), 0.5 + 0.0 * up, 0.2 + 0.1 * (1 - up)], dim=-1)
 
-    paths = save_environment(tmp_path, light, "z", height=32)
+    paths = export_environment(tmp_path, light, "z", height=32)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["environment.hdr", "environment.png"]
     read = cv2.imread(str(paths["environment"]), cv2.IMREAD_UNCHANGED)[..., ::-1]
     expected = environment_map(light, "z", 32)
