@@ -47,6 +47,8 @@ class NeroKey(StrEnum):
     """``[num_rays, 1]`` distance from the ray origin to the hit (0 on a background ray)."""
     HIT_NORMAL_VARIANCE = "hit_normal_variance"
     """``[num_rays, 1]`` spread of the normals over the pixel's footprint (0 when not measured)."""
+    HIT_FOOTPRINT_NORMALS = "hit_footprint_normals"
+    """``[num_rays, 3 * num_offsets]`` interpolated normals of the rays through the pixel's footprint, flattened."""
 
     # Model outputs beyond nerfstudio's rgb / accumulation / depth ---------------------------------------------------
     NORMAL = "normal"

@@ -7,7 +7,7 @@ the SDF only through the field's interface (``get_sdf`` and ``inv_s``), so any S
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Mapping, Optional, Protocol
+from typing import Callable, Dict, Literal, Mapping, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from nero_nerfstudio.model_components.sample_directions import tangent_frame
 from nero_nerfstudio.model_components.occlusion import occlusion_target, select_occlusion_points
+from nero_nerfstudio.utils.color import srgb_slope, srgb_to_linear
 
 # Init-SDF regulariser radii (method.md §3.8): points well inside must be inside, points beyond the sphere outside.
 INIT_SDF_INNER_RADIUS = 0.1
@@ -43,24 +44,35 @@ def decorrelated_rgb_loss(
     pred_b: Float[Tensor, "num_rays 3"],
     target: Float[Tensor, "num_rays 3"],
     eps: float,
+    pairing: Literal["srgb", "linear"] = "srgb",
 ) -> Tensor:
     """RGB loss of a Monte-Carlo colour ``pred`` made of two independent half estimates ``a``, ``b`` with the same
-    mean, whose gradient is that of ``sum_c (a - t)(b - t) / (2 sqrt(eps))``: an unbiased estimate of the squared
-    error of the halves' *expected* colour, scaled to match NeRO's Charbonnier gradient at small residuals.
+    mean, whose gradient is that of ``sum_c (a - t)(b - t) / (2 sqrt(eps))``: an estimate of the squared error of the
+    halves' *expected* colour, scaled to match NeRO's Charbonnier gradient at small residuals.
 
     With one noisy estimate, any loss's gradient pairs the residual with the derivative of the same noisy sample:
     their covariance is the gradient of the estimate's own spread, so the loss also drops by making the estimate less
     noisy (a sharper specular lobe, a diffuse surface instead of a rough metal) rather than more right. For
     independent halves that term is zero. The pairing is the squared error's: a robust (L1-like) loss would aim the
-    median of the skewed estimate at the pixel, not its mean. (The halves are sRGB: what remains is the curve's
-    second-order bias, ``E sRGB(a) != sRGB(E a)``.)
+    median of the skewed estimate at the pixel, not its mean.
+
+    ``pairing``: ``srgb`` pairs the halves' sRGB values. The curve leaves a bias: it is concave, so a noisy half reads
+    darker than its mean (``E sRGB(a) < sRGB(E a)``), most where it is dark. ``linear`` pairs linear values, where
+    Monte-Carlo estimates are unbiased, weighted by the squared sRGB slope at the pixel, ``s'(T)^2 (a - T)(b - T)``
+    (``T`` the pixel in linear values): the same to first order, without that bias, but a bright overshoot over a
+    dark pixel costs far more than in sRGB (method.md §4.5 has what each gives).
 
     Args:
         pred: the whole estimate (sRGB); the value, for logging, is NeRO's Charbonnier loss of it.
-        pred_a, pred_b: the half estimates (sRGB).
+        pred_a, pred_b: the half estimates (sRGB, unclamped; ``linear`` turns them back into linear values).
         target: the pixels (sRGB).
     """
-    paired = ((pred_a - target) * (pred_b - target)).sum(dim=-1).mean() * (0.5 / eps**0.5)
+    if pairing == "linear":
+        linear_a, linear_b, linear_target = srgb_to_linear(pred_a), srgb_to_linear(pred_b), srgb_to_linear(target)
+        product = srgb_slope(linear_target).square() * (linear_a - linear_target) * (linear_b - linear_target)
+    else:
+        product = (pred_a - target) * (pred_b - target)
+    paired = product.sum(dim=-1).mean() * (0.5 / eps**0.5)
     return charbonnier_rgb_loss(pred, target, eps).detach() + (paired - paired.detach())
 
 

@@ -6,10 +6,11 @@ normals, on top of the material's own GGX lobe. Shading one ray through the pixe
 so fitting such pixels makes the material rougher than it is: on the Stanford bunny at 256 px a 0.05 roughness
 looks like a median 0.19 (what Stage II learned there without this).
 
-The spread is measured once per training pixel, from the interpolated normals of a few rays through the pixel's
-filter, and widens the lobe the pixel is shaded with, as geometric specular anti-aliasing does (Kaplanyan et al.
-2016): the footprint's normals and the microfacet normals are two independent slope distributions, so their
-variances add, ``alpha_pixel^2 = alpha^2 + var(n)``. The material keeps its own ``alpha``.
+The interpolated normals of a few rays through each training pixel's filter are traced once. By default their spread
+widens the lobe shaded at the pixel centre, as geometric specular anti-aliasing does (Kaplanyan et al. 2016): the
+footprint's normals and the microfacet normals are two independent slope distributions, so their variances add,
+``alpha_pixel^2 = alpha^2 + var(n)``. The alternative shades each Monte-Carlo estimate of the pixel at one of them,
+drawn at random (supersampling: unbiased for the filtered pixel). Either way the material keeps its own ``alpha``.
 """
 
 from __future__ import annotations
@@ -50,3 +51,16 @@ def footprint_alpha(
     if variance is None:
         return alpha
     return torch.sqrt(alpha * alpha + variance)
+
+
+def pick_footprint_normals(
+    footprint_normals: Float[Tensor, "num_pixels num_offsets 3"], num_picks: int
+) -> Float[Tensor, "num_picks num_pixels 3"]:
+    """For each pixel, ``num_picks`` of its footprint normals, drawn uniformly and independently (with replacement).
+
+    A shading estimate at a random footprint ray is an unbiased estimate of the filtered pixel, and independent draws
+    keep independent estimates independent (the decorrelated loss pairs two of them, method.md §4.5).
+    """
+    num_pixels, num_offsets = footprint_normals.shape[:2]
+    picks = torch.randint(num_offsets, (num_picks, num_pixels), device=footprint_normals.device)
+    return footprint_normals[torch.arange(num_pixels, device=footprint_normals.device), picks]

@@ -34,7 +34,7 @@ from nero_nerfstudio.model_components.sample_directions import (
     nero_u,
     stratified_sample_set,
 )
-from nero_nerfstudio.model_components.pixel_footprint import footprint_alpha
+from nero_nerfstudio.model_components.pixel_footprint import footprint_alpha, pick_footprint_normals
 from nero_nerfstudio.model_components.microfacet import Shadowing
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
@@ -86,6 +86,11 @@ class NeroMaterialModelConfig(NeroModelConfig):
     shading_normals: Literal["smooth", "face"] = "smooth"
     """Normals the primary hits are shaded with: ``smooth`` (vertex normals interpolated across the face, as a
     smooth-shaded mesh renders) or ``face`` (NeRO's flat face normals, whose facets blur reflections)."""
+    pixel_footprint: Literal["widen", "supersample"] = "widen"
+    """How training pixels see their filter footprint (method.md §4.4) when the datamanager measured it: ``widen``
+    (the pixel centre's normal, with the GGX lobe widened by the footprint's normal spread) or ``supersample`` (each
+    estimate shades one random footprint ray's normal with the material's own lobe: exact in expectation, but glossy
+    dielectrics came out rougher)."""
     estimator: Literal["per_lobe", "nero"] = "per_lobe"
     """Monte-Carlo shading: ``per_lobe`` (each lobe from its own samples, exact GGX sampling and densities) or
     ``nero`` (NeRO's estimator: specular directions around the mirror direction, weighted by another density, and
@@ -125,6 +130,9 @@ class NeroMaterialModelConfig(NeroModelConfig):
     a wide lobe is not something training can lower (both sample counts must be even); ``single``: NeRO's Charbonnier
     gradient of the one estimate, which also rewards less noisy estimates (rough metals come out less rough and
     less metallic)."""
+    rgb_loss_pairing: Literal["srgb", "linear"] = "srgb"
+    """What the decorrelated gradient pairs: the halves' sRGB colours (``srgb``) or their linear values weighted by the
+    squared sRGB slope at the pixel (``linear``: no bias from the sRGB curve; method.md §4.5)."""
 
     def __post_init__(self) -> None:
         # Absolute, so that the saved config.yml still finds the mesh from another working directory.
@@ -280,39 +288,67 @@ class NeroMaterialModel(NeroModel):
         view_dirs: Float[Tensor, "num_points 3"],
         poses: Optional[Float[Tensor, "num_points 3 4"]],
         normal_variance: Optional[Float[Tensor, "num_points 1"]] = None,
+        footprint_normals: Optional[Float[Tensor, "num_points num_offsets 3"]] = None,
     ) -> Dict[str, Tensor]:
         """Materials and Monte-Carlo shading of surface points (light samples from :meth:`light_sample_sets`).
 
-        ``normal_variance``: spread of the normals over each point's pixel; widens the GGX lobe it is shaded with
-        (:func:`~nero_nerfstudio.model_components.pixel_footprint.footprint_alpha`), not the material's ``alpha``.
+        The pixel footprint (training only, method.md §4.4): with ``pixel_footprint`` ``supersample`` and
+        ``footprint_normals`` (the interpolated normals of a few rays through each point's pixel filter), each
+        estimate is shaded at one of them, drawn at random
+        (:func:`~nero_nerfstudio.model_components.pixel_footprint.pick_footprint_normals`), with the material's
+        ``alpha``; otherwise ``normal_variance`` (their spread) widens the GGX lobe shaded at ``normals``
+        (:func:`~nero_nerfstudio.model_components.pixel_footprint.footprint_alpha`).
         Training with the decorrelated RGB gradient also returns ``rgb_halves`` ``[num_points, 6]``: the sRGB colours
         of the two half estimates, whose linear mean is ``rgb``.
         """
         config = self.config
         materials = self.material_field(points)
-        pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
+        decorrelated = self.training and config.rgb_loss_gradient == "decorrelated"
+        num_estimates = 2 if decorrelated else 1
+        supersample = (
+            self.training and config.pixel_footprint == "supersample" and footprint_normals is not None
+            and footprint_normals.shape[1] > 0
+        )  # fmt: skip
+        if supersample:
+            estimate_normals = list(pick_footprint_normals(footprint_normals, num_estimates))
+            pixel_materials = materials
+        else:
+            estimate_normals = [normals] * num_estimates
+            pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
         diffuse_set, specular_set, azimuth_offsets = self.light_sample_sets(points.shape[0], points.device)
         per_lobe = config.estimator == "per_lobe"
-        directions = (sample_per_lobe_directions if per_lobe else sample_shading_directions)(
-            normals, view_dirs, pixel_materials["alpha"], diffuse_set, specular_set, azimuth_offsets
-        )
+
+        def sample_directions(sample_normals: Tensor) -> Tensor:
+            return (sample_per_lobe_directions if per_lobe else sample_shading_directions)(
+                sample_normals, view_dirs, pixel_materials["alpha"], diffuse_set, specular_set, azimuth_offsets
+            )
+
+        directions = sample_directions(estimate_normals[0])
+        if supersample and decorrelated:  # the second half's samples around its own footprint normal
+            in_second_half = torch.zeros(directions.shape[1], dtype=torch.bool, device=points.device)
+            in_second_half[self.half_columns[1]] = True
+            directions = torch.where(in_second_half[:, None], sample_directions(estimate_normals[1]), directions)
         radiance = self.lights.incident_radiance(points, directions, self.ray_caster, poses)
         shade_fn = per_lobe_monte_carlo_shade if per_lobe else monte_carlo_shade
 
-        def shade_samples(columns: Tensor | slice, num_diffuse: int) -> MonteCarloShading:
-            """The estimate from the sample ``columns``, of which the first ``num_diffuse`` are diffuse samples."""
+        def shade_samples(columns: Tensor | slice, num_diffuse: int, shading_normals: Tensor) -> MonteCarloShading:
+            """The estimate from the sample ``columns``, of which the first ``num_diffuse`` are diffuse samples,
+            shaded with ``shading_normals``."""
             return shade_fn(
-                normals, view_dirs, pixel_materials, directions[:, columns], radiance[:, columns], num_diffuse,
-                config.shadowing,
+                shading_normals, view_dirs, pixel_materials, directions[:, columns], radiance[:, columns],
+                num_diffuse, config.shadowing,
             )  # fmt: skip
 
         extra: Dict[str, Tensor] = {}
-        if self.training and config.rgb_loss_gradient == "decorrelated":
-            halves = [shade_samples(columns, config.num_diffuse_samples // 2) for columns in self.half_columns]
+        if decorrelated:
+            halves = [
+                shade_samples(columns, config.num_diffuse_samples // 2, half_normals)
+                for columns, half_normals in zip(self.half_columns, estimate_normals)
+            ]
             shading = MonteCarloShading.mean_of(*halves)
             extra["rgb_halves"] = linear_to_srgb(torch.cat([half.color for half in halves], dim=-1))
         else:
-            shading = shade_samples(slice(None), config.num_diffuse_samples)
+            shading = shade_samples(slice(None), config.num_diffuse_samples, estimate_normals[0])
         rgb = linear_to_srgb(shading.color)
 
         def display(linear: Tensor) -> Tensor:
@@ -363,13 +399,20 @@ class NeroMaterialModel(NeroModel):
         hit_points, hit_normals = points[hit_rows], normals[hit_rows]
         view_dirs = -torch.nn.functional.normalize(ray_bundle.directions[hit_rows], dim=-1)
         poses = self.photographer_poses(ray_bundle)
-        variance = (ray_bundle.metadata or {}).get(NeroKey.HIT_NORMAL_VARIANCE)
+        metadata = ray_bundle.metadata or {}
+        variance = metadata.get(NeroKey.HIT_NORMAL_VARIANCE)
+        footprint = metadata.get(NeroKey.HIT_FOOTPRINT_NORMALS)
+        if footprint is not None and self.config.shading_normals == "smooth":
+            footprint = footprint[hit_rows].reshape(len(hit_rows), -1, 3)
+        else:
+            footprint = None  # measured with the interpolated normals: not those of face-normal shading
         shading = self.shade(
             hit_points,
             hit_normals,
             view_dirs,
             None if poses is None else poses[hit_rows],
             None if variance is None else variance[hit_rows],
+            footprint,
         )
         return {
             "hit_mask": hit_mask,
@@ -444,7 +487,11 @@ class NeroMaterialModel(NeroModel):
             halves = [outputs["rgb_halves"][hit, 3 * h : 3 * h + 3] for h in (0, 1)]
             if config.saturated_pixels_as_lower_bound:
                 halves = [saturated_as_lower_bound(half, image[hit]) for half in halves]
-            losses = {"rgb_loss": decorrelated_rgb_loss(rgb[hit], *halves, image[hit], config.rgb_loss_eps)}
+            losses = {
+                "rgb_loss": decorrelated_rgb_loss(
+                    rgb[hit], *halves, image[hit], config.rgb_loss_eps, config.rgb_loss_pairing
+                )
+            }
         else:
             losses = {"rgb_loss": charbonnier_rgb_loss(rgb[hit], image[hit], config.rgb_loss_eps)}
         if not self.training:

@@ -21,6 +21,12 @@ def linear_to_srgb(linear: ArrayT) -> ArrayT:
     return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(clamped, 1.0 / 2.4) - 0.055)
 
 
+def srgb_slope(linear: torch.Tensor) -> torch.Tensor:
+    """Derivative of :func:`linear_to_srgb` at (non-negative) ``linear`` values."""
+    power_law = (1.055 / 2.4) * linear.clamp_min(0.0031308).pow(1.0 / 2.4 - 1.0)
+    return torch.where(linear <= 0.0031308, torch.full_like(linear, 12.92), power_law)
+
+
 def srgb_to_linear(srgb: ArrayT) -> ArrayT:
     """Inverse of :func:`linear_to_srgb` for values in ``[0, 1]``."""
     if isinstance(srgb, torch.Tensor):

@@ -13,6 +13,7 @@ from nero_nerfstudio.data.datamanagers.mesh_hits import trace_hit_pool
 from nero_nerfstudio.model_components.pixel_footprint import (
     footprint_alpha,
     normal_variance,
+    pick_footprint_normals,
     pixel_filter_offsets,
 )
 from nero_nerfstudio.raycasting.factory import make_ray_caster
@@ -80,6 +81,28 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     inner = pool.normal_variance[offset < 3, 0].mean()
     outer = pool.normal_variance[(offset > 6) & (offset < 7.5), 0].mean()
     assert outer > 1.3 * inner
+    # The footprint's normals are kept (for supersampling): unit, on the sphere's side facing the camera, and their
+    # spread is the measured one (all footprint rays of these pixels hit the sphere).
+    assert pool.footprint_normals.shape == (len(pool), 256, 3)
+    torch.testing.assert_close(pool.footprint_normals.norm(dim=-1), torch.ones(len(pool), 256), rtol=0, atol=1e-4)
+    assert bool((pool.footprint_normals[..., 2] > 0).all())
+    inside = offset < 5  # a pixel and all its footprint rays well inside the silhouette (radius 6.8 px)
+    all_valid = torch.ones(256, int(inside.sum()), dtype=torch.bool)
+    torch.testing.assert_close(
+        normal_variance(pool.footprint_normals[inside].transpose(0, 1), all_valid), pool.normal_variance[inside]
+    )
     # Without offsets nothing is measured.
     unmeasured = trace_hit_pool(cameras, lambda _: torch.zeros(size, size, 3), caster).hits
     assert torch.equal(unmeasured.normal_variance, torch.zeros(len(pool), 1))
+    assert unmeasured.footprint_normals.shape == (len(pool), 0, 3)
+
+
+def test_footprint_normals_are_picked_uniformly_and_independently():
+    torch.manual_seed(0)
+    normals = torch.stack([torch.eye(3)[0].expand(4000, 3), torch.eye(3)[1].expand(4000, 3)], dim=1)  # x or y
+    picks = pick_footprint_normals(normals, 2)
+    assert picks.shape == (2, 4000, 3)
+    is_x = picks[..., 0] == 1.0
+    assert bool((is_x | (picks[..., 1] == 1.0)).all())  # only the pixel's own normals
+    assert float(is_x.float().mean()) == pytest.approx(0.5, abs=0.03)
+    assert float((is_x[0] == is_x[1]).float().mean()) == pytest.approx(0.5, abs=0.03)  # with replacement

@@ -23,7 +23,7 @@ from nero_nerfstudio.model_components.losses import (
     saturation_guard,
     tangent_offsets,
 )
-from nero_nerfstudio.utils.color import linear_to_srgb, srgb_to_linear
+from nero_nerfstudio.utils.color import linear_to_srgb, srgb_slope, srgb_to_linear
 from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
 from nero_nerfstudio.models.nero_material import NeroMaterialModel, NeroMaterialModelConfig, resolve_outer_light
 
@@ -175,6 +175,22 @@ def test_training_pairs_two_half_estimates_whose_mean_is_the_rendered_colour(sph
     torch.testing.assert_close(grad[:2], torch.cat([b - 0.5, a - 0.5], dim=-1).detach() * scale)
 
 
+def test_linear_pairing_pairs_the_halves_linear_values(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh, rgb_loss_pairing="linear")
+    model.train()
+    outputs = model(rays_towards_the_sphere())
+    image = torch.full((3, 3), 0.5)
+    loss = model.get_loss_dict(outputs, {"image": image})["rgb_loss"]
+    (grad,) = torch.autograd.grad(loss, outputs["rgb_halves"])
+    a, b = (srgb_to_linear(outputs["rgb_halves"][:2, 3 * h : 3 * h + 3]).detach() for h in (0, 1))
+    target = srgb_to_linear(torch.tensor(0.5))
+    scale = 0.5 / model.config.rgb_loss_eps**0.5 / 2 * srgb_slope(target) ** 2  # mean over the two hit rays
+    # d/d sRGB(a) of s'(T)^2 (a - T)(b - T): (b - T) s'(T)^2 / s'(a), a's linear value per unit of its sRGB value.
+    expected = torch.cat([(b - target) / srgb_slope(a), (a - target) / srgb_slope(b)], dim=-1) * scale
+    torch.testing.assert_close(grad[:2], expected, rtol=1e-4, atol=1e-7)
+
+
 def test_each_half_draws_its_own_strata_and_rotation_in_training_only(sphere_mesh: Path):
     torch.manual_seed(0)
     model = make_model(sphere_mesh)
@@ -269,6 +285,50 @@ def test_hits_are_shaded_with_smooth_normals_unless_asked_for_face_normals(spher
         errors[kind] = float(torch.acos((outputs["normal"][0] * radial).sum().clamp(-1, 1)))
     # The icosphere's facets tilt face normals by degrees; interpolated vertex normals follow the sphere.
     assert errors["smooth"] < 0.5 * errors["face"]
+
+
+def test_training_shades_each_half_at_its_own_footprint_normal(sphere_mesh: Path):
+    """Supersampling the pixel footprint: each half estimate takes one of the pixel's footprint normals at random
+    (with replacement, so the halves stay independent) and samples its light around it; ``widen`` keeps the centre
+    normal (and widens the lobe instead)."""
+    num_pixels, side = 64, torch.tensor([1.0, 0.0, 0.0])
+    centre = torch.tensor([0.0, 0.0, 1.0])
+    # Half of each pixel's footprint normals face +x, half -x; its centre normal faces +z.
+    footprint = torch.cat([side.expand(num_pixels, 4, 3), (-side).expand(num_pixels, 4, 3)], dim=1)
+    bundle = RayBundle(
+        origins=torch.tensor([0.0, 0.0, 3.0]).expand(num_pixels, 3),
+        directions=(-centre).expand(num_pixels, 3),
+        pixel_area=torch.ones(num_pixels, 1),
+        camera_indices=torch.zeros(num_pixels, 1, dtype=torch.long),
+        metadata={
+            NeroKey.HIT_POINTS: torch.tensor([0.0, 0.0, 0.5]).expand(num_pixels, 3),
+            NeroKey.HIT_NORMALS: centre.expand(num_pixels, 3),
+            NeroKey.HIT_DEPTH: torch.full((num_pixels, 1), 2.5),
+            NeroKey.HIT_NORMAL_VARIANCE: torch.ones(num_pixels, 1),
+            NeroKey.HIT_FOOTPRINT_NORMALS: footprint.flatten(1),
+        },
+    )
+    seen = {}
+    for mode in ("supersample", "widen"):
+        torch.manual_seed(0)
+        model = make_model(sphere_mesh, pixel_footprint=mode).train()
+        incident_radiance = model.lights.incident_radiance
+
+        def spy(points, directions, *args, **kwargs):
+            seen[mode] = directions.detach()
+            return incident_radiance(points, directions, *args, **kwargs)
+
+        model.lights.incident_radiance = spy
+        model(bundle)
+    # Diffuse samples (the first 8 columns) lie in the hemisphere of the normal they were drawn around.
+    diffuse_x = seen["supersample"][:, :8, 0]
+    side_of_half = [torch.sign(diffuse_x[:, columns[columns < 8]]) for columns in make_model(sphere_mesh).half_columns]
+    for signs in side_of_half:  # one footprint normal per half and pixel
+        assert bool((signs == signs[:, :1]).all())
+    first, second = side_of_half[0][:, 0], side_of_half[1][:, 0]
+    assert 0.25 < float((first > 0).float().mean()) < 0.75  # both footprint normals are drawn
+    assert 0.25 < float((first == second).float().mean()) < 0.75  # independently for the two halves
+    assert bool((seen["widen"][:, :8, 2] > 0).all())  # around the centre normal
 
 
 def test_material_fn_ranges_and_roughness_is_sqrt_alpha(model: NeroMaterialModel):

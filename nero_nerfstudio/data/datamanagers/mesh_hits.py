@@ -2,19 +2,19 @@
 miss it (the environment seen past the object, §4.5).
 
 The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
-interpolated vertex normal, ray distance, and the spread of the normals over the pixel's filter footprint. Batches of
-it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the model does not trace
-primary rays during training. The background pool keeps index and colour of a random subset of
+interpolated vertex normal, ray distance, and the interpolated normals over the pixel's filter footprint with their
+spread. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
+model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
 each image's missing pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from nerfstudio.cameras.cameras import Cameras
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
@@ -43,6 +43,9 @@ class MeshHitPool:
     normal_variance: Float[Tensor, "num_hits 1"]
     """Spread of the interpolated normals over the pixel's filter footprint
     (:func:`~nero_nerfstudio.model_components.pixel_footprint.normal_variance`; 0 when not measured)."""
+    footprint_normals: Float[Tensor, "num_hits num_offsets 3"]
+    """Interpolated normals of the rays through the pixel's filter footprint (the hit's own smooth normal where such
+    a ray misses the mesh); ``num_offsets`` is 0 when not measured."""
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -129,11 +132,15 @@ def trace_hit_pool(
                 hits = ray_caster.cast(origins[start:stop], directions[start:stop]).to("cpu")
                 hit_any[start:stop] = hits.hit_mask
                 pixels = torch.nonzero(hits.hit_mask, as_tuple=True)[0] + start
+                smooth_normals = ray_caster.smooth_normals(hits)[hits.hit_mask]
                 variance = torch.zeros(len(pixels), 1)
+                footprint = torch.zeros(len(pixels), 0, 3)
                 if footprint_offsets is not None and len(pixels):
-                    variance = _footprint_normal_variance(
+                    footprint, valid = _footprint_normals(
                         cameras, camera_index, pixels, width, ray_caster, footprint_offsets
                     )
+                    variance = normal_variance(footprint, valid)
+                    footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
                 parts.append(
                     MeshHitPool(
                         indices=torch.stack(
@@ -142,9 +149,10 @@ def trace_hit_pool(
                         colors=colors[pixels],
                         points=hits.points[hits.hit_mask],
                         normals=hits.face_normals[hits.hit_mask],
-                        smooth_normals=ray_caster.smooth_normals(hits)[hits.hit_mask],
+                        smooth_normals=smooth_normals,
                         depth=hits.depth[hits.hit_mask][:, None],
                         normal_variance=variance,
+                        footprint_normals=footprint.contiguous(),
                     )
                 )
             misses = pixel_index[~hit_any]
@@ -163,15 +171,15 @@ def trace_hit_pool(
     return TracedPixels(hits, background)
 
 
-def _footprint_normal_variance(
+def _footprint_normals(
     cameras: Cameras,
     camera_index: int,
     pixels: Int[Tensor, "num_pixels"],
     width: int,
     ray_caster: MeshRayCaster,
     offsets: Float[Tensor, "num_offsets 2"],
-) -> Float[Tensor, "num_pixels 1"]:
-    """Spread of the interpolated normals of rays through ``offsets`` around the centres of flat ``pixels``."""
+) -> Tuple[Float[Tensor, "num_offsets num_pixels 3"], Bool[Tensor, "num_offsets num_pixels"]]:
+    """Interpolated normals of rays through ``offsets`` around the centres of flat ``pixels``, and which hit."""
     centres = torch.stack([pixels // width, pixels % width], dim=-1).float() + 0.5  # (y, x)
     normals, valid = [], []
     for offset in offsets:
@@ -179,7 +187,7 @@ def _footprint_normal_variance(
         hits = ray_caster.cast(bundle.origins.reshape(-1, 3).cpu(), bundle.directions.reshape(-1, 3).cpu()).to("cpu")
         normals.append(ray_caster.smooth_normals(hits))
         valid.append(hits.hit_mask)
-    return normal_variance(torch.stack(normals), torch.stack(valid))
+    return torch.stack(normals), torch.stack(valid)
 
 
 class ShuffledBatches:
@@ -235,5 +243,6 @@ def pool_batch_metadata(
         NeroKey.HIT_SMOOTH_NORMALS: padded(pool.smooth_normals),
         NeroKey.HIT_DEPTH: padded(pool.depth),
         NeroKey.HIT_NORMAL_VARIANCE: padded(pool.normal_variance),
+        NeroKey.HIT_FOOTPRINT_NORMALS: padded(pool.footprint_normals.flatten(1)),
         NeroKey.HIT_MASK: hit_mask.to(device),
     }

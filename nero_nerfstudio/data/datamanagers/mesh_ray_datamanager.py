@@ -54,8 +54,8 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
     trace_chunk_size: int = 1 << 20
     """Primary rays per cast call while building the pool."""
     pixel_footprint_samples: int = 8
-    """Rays per hitting pixel, spread over its filter, that measure how much the normal turns within the pixel (the
-    model widens the pixel's GGX lobe by it, method.md §4.4). 0: NeRO's one ray through the pixel centre."""
+    """Rays per hitting pixel, spread over its filter, whose normals' spread widens the pixel's GGX lobe (or which the
+    model shades the pixel at: its ``pixel_footprint``, method.md §4.4). 0: NeRO's one ray through the pixel centre."""
     pixel_filter_std: float = BLENDER_PIXEL_FILTER_STD
     """Standard deviation (pixels) of the Gaussian pixel filter those rays are drawn from (0.42: that of Cycles'
     default filter)."""
