@@ -48,7 +48,8 @@ class NeroKey(StrEnum):
     HIT_NORMAL_VARIANCE = "hit_normal_variance"
     """``[num_rays, 1]`` spread of the normals over the pixel's footprint (0 when not measured)."""
     HIT_FOOTPRINT_NORMALS = "hit_footprint_normals"
-    """``[num_rays, 3 * num_offsets]`` interpolated normals of the rays through the pixel's footprint, flattened."""
+    """``[num_rays, 3 * num_offsets]`` interpolated normals of the rays through the pixel's footprint, flattened (only
+    when the datamanager keeps them, to supersample the footprint)."""
 
     # Model outputs beyond nerfstudio's rgb / accumulation / depth ---------------------------------------------------
     NORMAL = "normal"

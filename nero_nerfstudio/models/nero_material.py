@@ -86,11 +86,6 @@ class NeroMaterialModelConfig(NeroModelConfig):
     shading_normals: Literal["smooth", "face"] = "smooth"
     """Normals the primary hits are shaded with: ``smooth`` (vertex normals interpolated across the face, as a
     smooth-shaded mesh renders) or ``face`` (NeRO's flat face normals, whose facets blur reflections)."""
-    pixel_footprint: Literal["widen", "supersample"] = "widen"
-    """How training pixels see their filter footprint (method.md §4.4) when the datamanager measured it: ``widen``
-    (the pixel centre's normal, with the GGX lobe widened by the footprint's normal spread) or ``supersample`` (each
-    estimate shades one random footprint ray's normal with the material's own lobe: exact in expectation, but glossy
-    dielectrics came out rougher)."""
     estimator: Literal["per_lobe", "nero"] = "per_lobe"
     """Monte-Carlo shading: ``per_lobe`` (each lobe from its own samples, exact GGX sampling and densities) or
     ``nero`` (NeRO's estimator: specular directions around the mirror direction, weighted by another density, and
@@ -292,8 +287,8 @@ class NeroMaterialModel(NeroModel):
     ) -> Dict[str, Tensor]:
         """Materials and Monte-Carlo shading of surface points (light samples from :meth:`light_sample_sets`).
 
-        The pixel footprint (training only, method.md §4.4): with ``pixel_footprint`` ``supersample`` and
-        ``footprint_normals`` (the interpolated normals of a few rays through each point's pixel filter), each
+        The pixel footprint (training only, method.md §4.4): given ``footprint_normals`` (the interpolated normals of a
+        few rays through each point's pixel filter, the datamanager's ``pixel_footprint`` ``supersample``), each
         estimate is shaded at one of them, drawn at random
         (:func:`~nero_nerfstudio.model_components.pixel_footprint.pick_footprint_normals`), with the material's
         ``alpha``; otherwise ``normal_variance`` (their spread) widens the GGX lobe shaded at ``normals``
@@ -305,10 +300,7 @@ class NeroMaterialModel(NeroModel):
         materials = self.material_field(points)
         decorrelated = self.training and config.rgb_loss_gradient == "decorrelated"
         num_estimates = 2 if decorrelated else 1
-        supersample = (
-            self.training and config.pixel_footprint == "supersample" and footprint_normals is not None
-            and footprint_normals.shape[1] > 0
-        )  # fmt: skip
+        supersample = self.training and footprint_normals is not None and footprint_normals.shape[1] > 0
         if supersample:
             estimate_normals = list(pick_footprint_normals(footprint_normals, num_estimates))
             pixel_materials = materials
@@ -405,7 +397,7 @@ class NeroMaterialModel(NeroModel):
         if footprint is not None and self.config.shading_normals == "smooth":
             footprint = footprint[hit_rows].reshape(len(hit_rows), -1, 3)
         else:
-            footprint = None  # measured with the interpolated normals: not those of face-normal shading
+            footprint = None  # interpolated normals: not those of face-normal shading
         shading = self.shade(
             hit_points,
             hit_normals,

@@ -9,7 +9,8 @@ import torch
 import trimesh
 from nerfstudio.cameras.cameras import Cameras
 
-from nero_nerfstudio.data.datamanagers.mesh_hits import trace_hit_pool
+from nero_nerfstudio.core.keys import NeroKey
+from nero_nerfstudio.data.datamanagers.mesh_hits import pool_batch_metadata, trace_hit_pool
 from nero_nerfstudio.model_components.pixel_footprint import (
     footprint_alpha,
     normal_variance,
@@ -68,7 +69,11 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     cameras = Cameras(camera_to_worlds=c2w, fx=focal, fy=focal, cx=size / 2, cy=size / 2, width=size, height=size)
     std = 0.3
     traced = trace_hit_pool(
-        cameras, lambda _: torch.zeros(size, size, 3), caster, footprint_offsets=pixel_filter_offsets(256, std)
+        cameras,
+        lambda _: torch.zeros(size, size, 3),
+        caster,
+        footprint_offsets=pixel_filter_offsets(256, std),
+        keep_footprint_normals=True,
     )
     pool = traced.hits
     assert pool.normal_variance.shape == (len(pool), 1)
@@ -91,10 +96,16 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     torch.testing.assert_close(
         normal_variance(pool.footprint_normals[inside].transpose(0, 1), all_valid), pool.normal_variance[inside]
     )
-    # Without offsets nothing is measured.
+    # Unless asked for, the normals are not kept (the same spread is measured); without offsets nothing is measured.
+    spread_only = trace_hit_pool(
+        cameras, lambda _: torch.zeros(size, size, 3), caster, footprint_offsets=pixel_filter_offsets(256, std)
+    ).hits
+    torch.testing.assert_close(spread_only.normal_variance, pool.normal_variance)
+    assert spread_only.footprint_normals.shape == (len(pool), 0, 3)
+    assert NeroKey.HIT_FOOTPRINT_NORMALS not in pool_batch_metadata(spread_only.select(torch.arange(4)))
+    assert pool_batch_metadata(pool.select(torch.arange(4)), 2)[NeroKey.HIT_FOOTPRINT_NORMALS].shape == (6, 768)
     unmeasured = trace_hit_pool(cameras, lambda _: torch.zeros(size, size, 3), caster).hits
     assert torch.equal(unmeasured.normal_variance, torch.zeros(len(pool), 1))
-    assert unmeasured.footprint_normals.shape == (len(pool), 0, 3)
 
 
 def test_footprint_normals_are_picked_uniformly_and_independently():

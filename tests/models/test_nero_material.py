@@ -288,30 +288,30 @@ def test_hits_are_shaded_with_smooth_normals_unless_asked_for_face_normals(spher
 
 
 def test_training_shades_each_half_at_its_own_footprint_normal(sphere_mesh: Path):
-    """Supersampling the pixel footprint: each half estimate takes one of the pixel's footprint normals at random
-    (with replacement, so the halves stay independent) and samples its light around it; ``widen`` keeps the centre
-    normal (and widens the lobe instead)."""
+    """Supersampling the pixel footprint: given footprint normals, each half estimate takes one of them at random
+    (with replacement, so the halves stay independent) and samples its light around it; without them the centre
+    normal is shaded (with the lobe widened by the spread instead)."""
     num_pixels, side = 64, torch.tensor([1.0, 0.0, 0.0])
     centre = torch.tensor([0.0, 0.0, 1.0])
     # Half of each pixel's footprint normals face +x, half -x; its centre normal faces +z.
     footprint = torch.cat([side.expand(num_pixels, 4, 3), (-side).expand(num_pixels, 4, 3)], dim=1)
-    bundle = RayBundle(
-        origins=torch.tensor([0.0, 0.0, 3.0]).expand(num_pixels, 3),
-        directions=(-centre).expand(num_pixels, 3),
-        pixel_area=torch.ones(num_pixels, 1),
-        camera_indices=torch.zeros(num_pixels, 1, dtype=torch.long),
-        metadata={
-            NeroKey.HIT_POINTS: torch.tensor([0.0, 0.0, 0.5]).expand(num_pixels, 3),
-            NeroKey.HIT_NORMALS: centre.expand(num_pixels, 3),
-            NeroKey.HIT_DEPTH: torch.full((num_pixels, 1), 2.5),
-            NeroKey.HIT_NORMAL_VARIANCE: torch.ones(num_pixels, 1),
-            NeroKey.HIT_FOOTPRINT_NORMALS: footprint.flatten(1),
-        },
-    )
+    metadata = {
+        NeroKey.HIT_POINTS: torch.tensor([0.0, 0.0, 0.5]).expand(num_pixels, 3),
+        NeroKey.HIT_NORMALS: centre.expand(num_pixels, 3),
+        NeroKey.HIT_DEPTH: torch.full((num_pixels, 1), 2.5),
+        NeroKey.HIT_NORMAL_VARIANCE: torch.ones(num_pixels, 1),
+    }
     seen = {}
-    for mode in ("supersample", "widen"):
+    for mode, extra in (("supersample", {NeroKey.HIT_FOOTPRINT_NORMALS: footprint.flatten(1)}), ("widen", {})):
+        bundle = RayBundle(
+            origins=torch.tensor([0.0, 0.0, 3.0]).expand(num_pixels, 3),
+            directions=(-centre).expand(num_pixels, 3),
+            pixel_area=torch.ones(num_pixels, 1),
+            camera_indices=torch.zeros(num_pixels, 1, dtype=torch.long),
+            metadata={**metadata, **extra},
+        )
         torch.manual_seed(0)
-        model = make_model(sphere_mesh, pixel_footprint=mode).train()
+        model = make_model(sphere_mesh).train()
         incident_radiance = model.lights.incident_radiance
 
         def spy(points, directions, *args, **kwargs):

@@ -3,7 +3,7 @@ miss it (the environment seen past the object, §4.5).
 
 The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
 interpolated vertex normal, ray distance, and the interpolated normals over the pixel's filter footprint with their
-spread. Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
+spread (the normals themselves only when kept). Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
 model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
 each image's missing pixels.
 """
@@ -45,7 +45,7 @@ class MeshHitPool:
     (:func:`~nero_nerfstudio.model_components.pixel_footprint.normal_variance`; 0 when not measured)."""
     footprint_normals: Float[Tensor, "num_hits num_offsets 3"]
     """Interpolated normals of the rays through the pixel's filter footprint (the hit's own smooth normal where such
-    a ray misses the mesh); ``num_offsets`` is 0 when not measured."""
+    a ray misses the mesh); ``num_offsets`` is 0 when not kept."""
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -89,6 +89,7 @@ def trace_hit_pool(
     background_per_image: int = 0,
     seed: int = 0,
     footprint_offsets: Optional[Float[Tensor, "num_offsets 2"]] = None,
+    keep_footprint_normals: bool = False,
 ) -> TracedPixels:
     """Trace every pixel ray of every camera once against the mesh; keep the hits and a sample of the misses.
 
@@ -101,6 +102,7 @@ def trace_hit_pool(
         seed: seed of the background subset.
         footprint_offsets: sub-pixel offsets ``(dy, dx)`` of the rays that measure each hit's ``normal_variance``
             (:func:`~nero_nerfstudio.model_components.pixel_footprint.pixel_filter_offsets`); none: variance 0.
+        keep_footprint_normals: keep those rays' normals in the pool (``footprint_normals``), for supersampling.
     """
     generator = torch.Generator().manual_seed(seed)
     parts = []
@@ -141,6 +143,8 @@ def trace_hit_pool(
                     )
                     variance = normal_variance(footprint, valid)
                     footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
+                    if not keep_footprint_normals:
+                        footprint = footprint[:, :0]
                 parts.append(
                     MeshHitPool(
                         indices=torch.stack(
@@ -237,12 +241,14 @@ def pool_batch_metadata(
         return torch.cat([values, values.new_zeros(num_background, values.shape[-1])]).to(device)
 
     hit_mask = torch.cat([torch.ones(len(pool), 1, dtype=torch.bool), torch.zeros(num_background, 1, dtype=torch.bool)])
+    footprint = pool.footprint_normals.flatten(1)
+    kept = {NeroKey.HIT_FOOTPRINT_NORMALS: padded(footprint)} if footprint.shape[1] else {}  # to supersample
     return {
+        **kept,
         NeroKey.HIT_POINTS: padded(pool.points),
         NeroKey.HIT_NORMALS: padded(pool.normals),
         NeroKey.HIT_SMOOTH_NORMALS: padded(pool.smooth_normals),
         NeroKey.HIT_DEPTH: padded(pool.depth),
         NeroKey.HIT_NORMAL_VARIANCE: padded(pool.normal_variance),
-        NeroKey.HIT_FOOTPRINT_NORMALS: padded(pool.footprint_normals.flatten(1)),
         NeroKey.HIT_MASK: hit_mask.to(device),
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Literal, Optional, Tuple, Type
 
 import torch
 from nerfstudio.cameras.rays import RayBundle
@@ -54,8 +54,13 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
     trace_chunk_size: int = 1 << 20
     """Primary rays per cast call while building the pool."""
     pixel_footprint_samples: int = 8
-    """Rays per hitting pixel, spread over its filter, whose normals' spread widens the pixel's GGX lobe (or which the
-    model shades the pixel at: its ``pixel_footprint``, method.md §4.4). 0: NeRO's one ray through the pixel centre."""
+    """Rays per hitting pixel, spread over its filter, that measure how much the normal turns within the pixel
+    (method.md §4.4). 0: NeRO's one ray through the pixel centre."""
+    pixel_footprint: Literal["widen", "supersample"] = "widen"
+    """What the model does with those rays: ``widen`` the GGX lobe shaded at the pixel centre by their normals'
+    spread, or ``supersample`` (the pool keeps each ray's normal, ``3 * pixel_footprint_samples`` floats per pixel,
+    and each Monte-Carlo estimate is shaded at one of them: exact in expectation, but glossy dielectrics came out
+    rougher)."""
     pixel_filter_std: float = BLENDER_PIXEL_FILTER_STD
     """Standard deviation (pixels) of the Gaussian pixel filter those rays are drawn from (0.42: that of Cycles'
     default filter)."""
@@ -108,6 +113,7 @@ class MeshRayDataManager(VanillaDataManager[NeroDataset]):
                 if config.pixel_footprint_samples > 0
                 else None
             ),
+            keep_footprint_normals=config.pixel_footprint == "supersample",
         )
         pool = traced.hits
         if len(pool) == 0:

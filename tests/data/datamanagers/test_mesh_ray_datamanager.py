@@ -43,7 +43,7 @@ def box_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_datamanager(
-    scene: Path, mesh_path, scale: float = 1.0, rays: int = 64, background_rays: int = 0
+    scene: Path, mesh_path, scale: float = 1.0, rays: int = 64, background_rays: int = 0, **overrides
 ) -> MeshRayDataManager:
     """A datamanager whose pool is traced against ``mesh_path`` (dataset frame) the way the model's mesh is, or
     with no pool yet when ``mesh_path`` is None."""
@@ -53,6 +53,7 @@ def make_datamanager(
         train_num_background_rays_per_batch=background_rays,
         background_pixels_per_image=100,
         eval_num_rays_per_batch=rays,
+        **overrides,
     )
     datamanager = config.setup(device="cpu")
     if mesh_path is not None:
@@ -151,6 +152,17 @@ def test_next_train_serves_hit_rays_with_their_metadata(datamanager: MeshRayData
     reached = bundle.origins + bundle.metadata[NeroKey.HIT_DEPTH] * bundle.directions
     assert torch.allclose(reached, bundle.metadata[NeroKey.HIT_POINTS], atol=1e-4)
     assert torch.equal(bundle.camera_indices[:, 0], batch["indices"][:, 0])
+    assert NeroKey.HIT_FOOTPRINT_NORMALS not in bundle.metadata  # only kept to supersample the footprint
+
+
+def test_a_supersampled_footprint_keeps_each_rays_normal(box_scene: Path):
+    datamanager = make_datamanager(box_scene, box_scene / "mesh.ply", pixel_footprint="supersample")
+    assert datamanager.hit_pool.footprint_normals.shape == (len(datamanager.hit_pool), 8, 3)
+    bundle, _ = datamanager.next_train(0)
+    normals = bundle.metadata[NeroKey.HIT_FOOTPRINT_NORMALS].view(64, 8, 3)
+    # A box's faces are flat: away from its edges every footprint ray sees the pixel's own face normal.
+    agree = (normals * bundle.metadata[NeroKey.HIT_SMOOTH_NORMALS][:, None]).sum(-1) > 0.99
+    assert float(agree.float().mean()) > 0.8
 
 
 def test_whole_pool_is_served_before_a_reshuffle():
