@@ -10,7 +10,8 @@ The interpolated normals of a few rays through each training pixel's filter are 
 widens the lobe shaded at the pixel centre, as geometric specular anti-aliasing does (Kaplanyan et al. 2016): the
 footprint's normals and the microfacet normals are two independent slope distributions, so their variances add,
 ``alpha_pixel^2 = alpha^2 + var(n)``. The alternative shades each Monte-Carlo estimate of the pixel at one of them,
-drawn at random (supersampling: unbiased for the filtered pixel). Either way the material keeps its own ``alpha``.
+drawn at random (supersampling: unbiased for the pixel filtered by those rays). Either way the material keeps its own
+``alpha``.
 """
 
 from __future__ import annotations

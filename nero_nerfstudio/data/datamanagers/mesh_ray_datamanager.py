@@ -59,8 +59,8 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
     pixel_footprint: Literal["widen", "supersample"] = "widen"
     """What the model does with those rays: ``widen`` the GGX lobe shaded at the pixel centre by their normals'
     spread, or ``supersample`` (the pool keeps each ray's normal, ``3 * pixel_footprint_samples`` floats per pixel,
-    and each Monte-Carlo estimate is shaded at one of them: exact in expectation, but glossy dielectrics came out
-    rougher)."""
+    and each Monte-Carlo estimate is shaded at one of them: no lobe-shape approximation, but on the material sweep
+    glossy dielectrics came out rougher and the mirror's albedo brighter)."""
     pixel_filter_std: float = BLENDER_PIXEL_FILTER_STD
     """Standard deviation (pixels) of the Gaussian pixel filter those rays are drawn from (0.42: that of Cycles'
     default filter)."""
