@@ -2,9 +2,9 @@
 miss it (the environment seen past the object, §4.5).
 
 The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
-interpolated vertex normal, ray distance, and the interpolated normals over the pixel's filter footprint with their
-spread (the normals themselves only when kept). Batches of it reach the model as a RayBundle whose ``metadata`` carries the hit (``NeroKey.HIT_*``), so the
-model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
+interpolated vertex normal, ray distance, and the spread of the interpolated normals over the pixel's filter
+footprint (the normals themselves only when kept). Batches of it reach the model as a RayBundle whose ``metadata``
+carries the hit (``NeroKey.HIT_*``), so the model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
 each image's missing pixels.
 """
 
@@ -142,9 +142,10 @@ def trace_hit_pool(
                         cameras, camera_index, pixels, width, ray_caster, footprint_offsets
                     )
                     variance = normal_variance(footprint, valid)
-                    footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
-                    if not keep_footprint_normals:
-                        footprint = footprint[:, :0]
+                    if keep_footprint_normals:
+                        footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
+                    else:
+                        footprint = footprint.new_zeros(len(pixels), 0, 3)
                 parts.append(
                     MeshHitPool(
                         indices=torch.stack(
