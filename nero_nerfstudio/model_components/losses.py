@@ -38,6 +38,12 @@ def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor
     return torch.sqrt(((pred - target) ** 2).sum(dim=-1) + eps).mean()
 
 
+LINEAR_PAIRING_DARKEST_WEIGHT = 0.04
+"""The linear pairing weighs a pixel darker than this linear value (sRGB 0.22) as if it were this bright: the sRGB
+curve's slope keeps rising towards black (12.92, so a squared weight of 167), and the weight at the darkest pixels
+let a bright overshoot there derail training (method.md §4.5)."""
+
+
 def decorrelated_rgb_loss(
     pred: Float[Tensor, "num_rays 3"],
     pred_a: Float[Tensor, "num_rays 3"],
@@ -58,9 +64,10 @@ def decorrelated_rgb_loss(
 
     ``pairing``: ``srgb`` pairs the halves' sRGB values. The curve leaves a bias: it is concave, so a noisy half reads
     darker than its mean (``E sRGB(a) < sRGB(E a)``), most where it is dark. ``linear`` pairs linear values, where
-    Monte-Carlo estimates are unbiased, weighted by the squared sRGB slope at the pixel, ``s'(T)^2 (a - T)(b - T)``
-    (``T`` the pixel in linear values): the same to first order, without that bias, but a bright overshoot over a
-    dark pixel costs far more than in sRGB (method.md §4.5 has what each gives).
+    Monte-Carlo estimates are unbiased, weighted by the squared sRGB slope at the pixel,
+    ``s'(max(T, 0.04))^2 (a - T)(b - T)`` (``T`` the pixel in linear values): the same to first order, without that
+    bias, except that pixels darker than :data:`LINEAR_PAIRING_DARKEST_WEIGHT` weigh less; a bright overshoot over a
+    dark pixel still costs more than in sRGB (method.md §4.5 has what each gives).
 
     Args:
         pred: the whole estimate (sRGB); the value, for logging, is NeRO's Charbonnier loss of it.
@@ -69,7 +76,8 @@ def decorrelated_rgb_loss(
     """
     if pairing == "linear":
         linear_a, linear_b, linear_target = srgb_to_linear(pred_a), srgb_to_linear(pred_b), srgb_to_linear(target)
-        product = srgb_slope(linear_target).square() * (linear_a - linear_target) * (linear_b - linear_target)
+        weight = srgb_slope(linear_target.clamp_min(LINEAR_PAIRING_DARKEST_WEIGHT)).square()
+        product = weight * (linear_a - linear_target) * (linear_b - linear_target)
     else:
         product = (pred_a - target) * (pred_b - target)
     paired = product.sum(dim=-1).mean() * (0.5 / eps**0.5)

@@ -10,8 +10,8 @@ The interpolated normals of a few rays through each training pixel's filter are 
 widens the lobe shaded at the pixel centre, as geometric specular anti-aliasing does (Kaplanyan et al. 2016): the
 footprint's normals and the microfacet normals are two independent slope distributions, so their variances add,
 ``alpha_pixel^2 = alpha^2 + var(n)``. The alternative shades each Monte-Carlo estimate of the pixel at one of them,
-drawn at random (supersampling: unbiased for the pixel filtered by those rays). Either way the material keeps its own
-``alpha``.
+drawn at random (supersampling), with rays through the pixel's own random draws from the filter: unbiased for the
+filtered pixel. Either way the material keeps its own ``alpha``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,18 @@ def pixel_filter_offsets(num_samples: int, std: float = BLENDER_PIXEL_FILTER_STD
     """``[num_samples, 2]`` fixed sub-pixel offsets ``(dy, dx)`` (pixels) drawn from a Gaussian pixel filter."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(num_samples, 2, generator=generator) * std
+
+
+def jittered_filter_offsets(
+    num_samples: int,
+    num_pixels: int,
+    std: float = BLENDER_PIXEL_FILTER_STD,
+    generator: Optional[torch.Generator] = None,
+) -> Float[Tensor, "num_samples num_pixels 2"]:
+    """Each pixel's own ``num_samples`` sub-pixel offsets ``(dy, dx)`` (pixels), drawn at random from a Gaussian pixel
+    filter: the pixels do not share one fixed quadrature of the filter, whose error for a lobe sharper than the
+    footprint would be the same at every pixel (a bias the fit absorbs), but each pixel's own error averages out."""
+    return torch.randn(num_samples, num_pixels, 2, generator=generator) * std
 
 
 def normal_variance(

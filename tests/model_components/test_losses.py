@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nero_nerfstudio.model_components.losses import charbonnier_rgb_loss, decorrelated_rgb_loss
+from nero_nerfstudio.model_components.losses import (
+    LINEAR_PAIRING_DARKEST_WEIGHT,
+    charbonnier_rgb_loss,
+    decorrelated_rgb_loss,
+)
 from nero_nerfstudio.utils.color import linear_to_srgb, srgb_slope, srgb_to_linear
 
 EPS = 1e-3
@@ -36,9 +40,18 @@ def test_equal_estimates_give_charbonniers_value_and_its_gradient_at_small_resid
     loss = decorrelated_rgb_loss(pred, pred, pred, target, EPS, pairing)
     (grad,) = torch.autograd.grad(loss, pred)
     torch.testing.assert_close(loss, reference)
+    if pairing == "srgb":
+        torch.testing.assert_close(grad, reference_grad, rtol=1e-2, atol=1e-7)
+        return
     # The linear pairing equals it to first order in the residual (the curve's bend adds about residual / pixel, a
-    # few percent on the darkest pixels).
-    torch.testing.assert_close(grad, reference_grad, rtol=1e-2 if pairing == "srgb" else 5e-2, atol=1e-7)
+    # few percent on the darkest pixels), except that pixels darker than linear 0.04 are weighed as if that bright:
+    # their gradient is Charbonnier's times (s'(0.04) / s'(T))^2 < 1.
+    linear_target = srgb_to_linear(target)
+    dark = linear_target < LINEAR_PAIRING_DARKEST_WEIGHT
+    assert bool(dark.any()) and bool((~dark).any())
+    scale = (srgb_slope(torch.tensor(LINEAR_PAIRING_DARKEST_WEIGHT)) / srgb_slope(linear_target)).square()
+    assert float(scale[dark].max()) < 1.0 and float(scale[dark].min()) < 0.1
+    torch.testing.assert_close(grad, torch.where(dark, scale, 1.0) * reference_grad, rtol=5e-2, atol=1e-7)
 
 
 @pytest.mark.parametrize("pairing", PAIRINGS)

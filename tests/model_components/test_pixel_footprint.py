@@ -13,6 +13,7 @@ from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.data.datamanagers.mesh_hits import pool_batch_metadata, trace_hit_pool
 from nero_nerfstudio.model_components.pixel_footprint import (
     footprint_alpha,
+    jittered_filter_offsets,
     normal_variance,
     pick_footprint_normals,
     pixel_filter_offsets,
@@ -73,7 +74,7 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
         lambda _: torch.zeros(size, size, 3),
         caster,
         footprint_offsets=pixel_filter_offsets(256, std),
-        keep_footprint_normals=True,
+        supersample_filter_std=std,
     )
     pool = traced.hits
     assert pool.normal_variance.shape == (len(pool), 1)
@@ -96,16 +97,34 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     torch.testing.assert_close(
         normal_variance(pool.footprint_normals[inside].transpose(0, 1), all_valid), pool.normal_variance[inside]
     )
-    # Unless asked for, the normals are not kept (the same spread is measured); without offsets nothing is measured.
+    # Unless asked for, the normals are not kept, and the fixed offsets measure the same spread up to sampling noise;
+    # without offsets nothing is measured.
     spread_only = trace_hit_pool(
         cameras, lambda _: torch.zeros(size, size, 3), caster, footprint_offsets=pixel_filter_offsets(256, std)
     ).hits
-    torch.testing.assert_close(spread_only.normal_variance, pool.normal_variance)
+    assert not torch.equal(spread_only.normal_variance, pool.normal_variance)  # each pixel's own rays when kept
+    torch.testing.assert_close(spread_only.normal_variance[inside], pool.normal_variance[inside], rtol=0.25, atol=0)
+    torch.testing.assert_close(spread_only.normal_variance.mean(), pool.normal_variance.mean(), rtol=0.03, atol=0)
     assert spread_only.footprint_normals.shape == (len(pool), 0, 3)
     assert NeroKey.HIT_FOOTPRINT_NORMALS not in pool_batch_metadata(spread_only.select(torch.arange(4)))
     assert pool_batch_metadata(pool.select(torch.arange(4)), 2)[NeroKey.HIT_FOOTPRINT_NORMALS].shape == (6, 768)
     unmeasured = trace_hit_pool(cameras, lambda _: torch.zeros(size, size, 3), caster).hits
     assert torch.equal(unmeasured.normal_variance, torch.zeros(len(pool), 1))
+
+
+def test_jittered_offsets_are_each_pixels_own_draws_from_the_filter():
+    generator = torch.Generator().manual_seed(0)
+    offsets = jittered_filter_offsets(8, 20000, 0.42, generator)
+    assert offsets.shape == (8, 20000, 2)
+    flat = offsets.reshape(-1, 2)
+    torch.testing.assert_close(flat.mean(dim=0), torch.zeros(2), rtol=0, atol=0.01)
+    torch.testing.assert_close(flat.std(dim=0), torch.full((2,), 0.42), rtol=0.01, atol=0)
+    # Not one quadrature shared by the pixels: neighbouring pixels' offsets are uncorrelated.
+    correlation = torch.corrcoef(torch.stack([offsets[:, :-1, 0].flatten(), offsets[:, 1:, 0].flatten()]))[0, 1]
+    assert abs(float(correlation)) < 0.02
+    torch.testing.assert_close(
+        jittered_filter_offsets(8, 20000, 0.42, torch.Generator().manual_seed(0)), offsets, rtol=0, atol=0
+    )
 
 
 def test_footprint_normals_are_picked_uniformly_and_independently():

@@ -4,14 +4,14 @@ miss it (the environment seen past the object, §4.5).
 The hit pool keeps, per hitting pixel, its ``(camera, y, x)`` index, colour, hit point, outward face normal,
 interpolated vertex normal, ray distance, and the spread of the interpolated normals over the pixel's filter
 footprint (the normals themselves only when kept). Batches of it reach the model as a RayBundle whose ``metadata``
-carries the hit (``NeroKey.HIT_*``), so the model does not trace primary rays during training. The background pool keeps index and colour of a random subset of
-each image's missing pixels.
+carries the hit (``NeroKey.HIT_*``), so the model does not trace primary rays during training. The background pool
+keeps index and colour of a random subset of each image's missing pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from nero_nerfstudio.core.keys import NeroKey
-from nero_nerfstudio.model_components.pixel_footprint import normal_variance
+from nero_nerfstudio.model_components.pixel_footprint import jittered_filter_offsets, normal_variance
 from nero_nerfstudio.raycasting.base import MeshRayCaster
 
 
@@ -89,7 +89,7 @@ def trace_hit_pool(
     background_per_image: int = 0,
     seed: int = 0,
     footprint_offsets: Optional[Float[Tensor, "num_offsets 2"]] = None,
-    keep_footprint_normals: bool = False,
+    supersample_filter_std: Optional[float] = None,
 ) -> TracedPixels:
     """Trace every pixel ray of every camera once against the mesh; keep the hits and a sample of the misses.
 
@@ -102,7 +102,11 @@ def trace_hit_pool(
         seed: seed of the background subset.
         footprint_offsets: sub-pixel offsets ``(dy, dx)`` of the rays that measure each hit's ``normal_variance``
             (:func:`~nero_nerfstudio.model_components.pixel_footprint.pixel_filter_offsets`); none: variance 0.
-        keep_footprint_normals: keep those rays' normals in the pool (``footprint_normals``), for supersampling.
+        supersample_filter_std: keep the footprint rays' normals in the pool (``footprint_normals``), for
+            supersampling: ``len(footprint_offsets)`` rays per pixel, through the pixel's own random draws from a
+            Gaussian filter of this standard deviation (pixels;
+            :func:`~nero_nerfstudio.model_components.pixel_footprint.jittered_filter_offsets`) instead of the fixed
+            offsets, which they then also measure ``normal_variance`` with. None: the normals are not kept.
     """
     generator = torch.Generator().manual_seed(seed)
     parts = []
@@ -138,11 +142,14 @@ def trace_hit_pool(
                 variance = torch.zeros(len(pixels), 1)
                 footprint = torch.zeros(len(pixels), 0, 3)
                 if footprint_offsets is not None and len(pixels):
-                    footprint, valid = _footprint_normals(
-                        cameras, camera_index, pixels, width, ray_caster, footprint_offsets
-                    )
+                    offsets = footprint_offsets
+                    if supersample_filter_std is not None:
+                        offsets = jittered_filter_offsets(
+                            len(footprint_offsets), len(pixels), supersample_filter_std, generator
+                        )
+                    footprint, valid = _footprint_normals(cameras, camera_index, pixels, width, ray_caster, offsets)
                     variance = normal_variance(footprint, valid)
-                    if keep_footprint_normals:
+                    if supersample_filter_std is not None:
                         footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
                     else:
                         footprint = footprint.new_zeros(len(pixels), 0, 3)
@@ -182,9 +189,10 @@ def _footprint_normals(
     pixels: Int[Tensor, "num_pixels"],
     width: int,
     ray_caster: MeshRayCaster,
-    offsets: Float[Tensor, "num_offsets 2"],
+    offsets: Union[Float[Tensor, "num_offsets 2"], Float[Tensor, "num_offsets num_pixels 2"]],
 ) -> Tuple[Float[Tensor, "num_offsets num_pixels 3"], Bool[Tensor, "num_offsets num_pixels"]]:
-    """Interpolated normals of rays through ``offsets`` around the centres of flat ``pixels``, and which hit."""
+    """Interpolated normals of rays through ``offsets`` (the same for every pixel, or each pixel's own) around the
+    centres of flat ``pixels``, and which hit."""
     centres = torch.stack([pixels // width, pixels % width], dim=-1).float() + 0.5  # (y, x)
     normals, valid = [], []
     for offset in offsets:
