@@ -28,9 +28,9 @@ which Cycles spans over twice the width, ±1.5 px."""
 
 
 def pixel_filter_offsets(num_samples: int, std: float = BLENDER_PIXEL_FILTER_STD, seed: int = 0) -> Tensor:
-    """``[num_samples, 2]`` fixed sub-pixel offsets ``(dy, dx)`` (pixels) drawn from a Gaussian pixel filter."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(num_samples, 2, generator=generator) * std
+    """``[num_samples, 2]`` fixed sub-pixel offsets ``(dy, dx)`` (pixels) drawn from a Gaussian pixel filter, the same
+    for every pixel."""
+    return jittered_filter_offsets(num_samples, 1, std, torch.Generator().manual_seed(seed))[:, 0]
 
 
 def jittered_filter_offsets(
