@@ -38,10 +38,11 @@ def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor
     return torch.sqrt(((pred - target) ** 2).sum(dim=-1) + eps).mean()
 
 
-LINEAR_PAIRING_DARKEST_WEIGHT = 0.04
-"""The linear pairing weighs a pixel darker than this linear value (sRGB 0.22) as if it were this bright: the sRGB
-curve's slope keeps rising towards black (12.92, so a squared weight of 167), and the weight at the darkest pixels
-let a bright overshoot there derail training (method.md §4.5)."""
+LINEAR_PAIRING_DARKEST_VALUE = 0.02
+"""The linear pairing weighs a pixel darker than this linear value (sRGB 0.15) as if it were this bright: the sRGB
+curve's slope keeps rising towards black (12.92, a squared weight of 167), and that weight at the darkest pixels let
+a bright overshoot there derail training; a cap at 0.04 (weight 8.2) floored a sun-lit gold cow's roughness at 0.04
+where 0.02 (weight 18.6) and 0.01 (41.6) did not (method.md §4.5)."""
 
 
 def decorrelated_rgb_loss(
@@ -65,8 +66,8 @@ def decorrelated_rgb_loss(
     ``pairing``: ``srgb`` pairs the halves' sRGB values. The curve leaves a bias: it is concave, so a noisy half reads
     darker than its mean (``E sRGB(a) < sRGB(E a)``), most where it is dark. ``linear`` pairs linear values, where
     Monte-Carlo estimates are unbiased, weighted by the squared sRGB slope at the pixel,
-    ``s'(max(T, 0.04))^2 (a - T)(b - T)`` (``T`` the pixel in linear values): the same to first order, without that
-    bias, except that pixels darker than :data:`LINEAR_PAIRING_DARKEST_WEIGHT` weigh less; a bright overshoot over a
+    ``s'(max(T, 0.02))^2 (a - T)(b - T)`` (``T`` the pixel in linear values): the same to first order, without that
+    bias, except that pixels darker than :data:`LINEAR_PAIRING_DARKEST_VALUE` weigh less; a bright overshoot over a
     dark pixel still costs more than in sRGB (method.md §4.5 has what each gives).
 
     Args:
@@ -76,7 +77,7 @@ def decorrelated_rgb_loss(
     """
     if pairing == "linear":
         linear_a, linear_b, linear_target = srgb_to_linear(pred_a), srgb_to_linear(pred_b), srgb_to_linear(target)
-        weight = srgb_slope(linear_target.clamp_min(LINEAR_PAIRING_DARKEST_WEIGHT)).square()
+        weight = srgb_slope(linear_target.clamp_min(LINEAR_PAIRING_DARKEST_VALUE)).square()
         product = weight * (linear_a - linear_target) * (linear_b - linear_target)
     else:
         product = (pred_a - target) * (pred_b - target)

@@ -127,9 +127,9 @@ class NeroMaterialModelConfig(NeroModelConfig):
     less metallic)."""
     rgb_loss_pairing: Literal["srgb", "linear"] = "srgb"
     """What the decorrelated gradient pairs: the halves' sRGB colours (``srgb``) or their linear values weighted by the
-    squared sRGB slope at the pixel, capped at its slope at linear 0.04 (``linear``: no bias from the sRGB curve; with
-    the datamanager's ``pixel_footprint supersample`` it gets the 0.15 gold bunny right but floors a 0.3 sun-lit gold
-    cow; method.md §4.5)."""
+    squared sRGB slope at the pixel, capped at its slope at linear 0.02 (``linear``: no bias from the sRGB curve; with
+    the datamanager's ``pixel_footprint supersample`` it gets the 0.15 gold bunny right, but a glossy red 48 px sphere
+    comes out rough, 0.58 to 1 for 0.05, and the glossy red cow rougher; method.md §4.5)."""
 
     def __post_init__(self) -> None:
         # Absolute, so that the saved config.yml still finds the mesh from another working directory.

@@ -89,13 +89,15 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     assert outer > 1.3 * inner
     # The footprint's normals are kept (for supersampling): unit, on the sphere's side facing the camera, and their
     # spread is the measured one (all footprint rays of these pixels hit the sphere).
-    assert pool.footprint_normals.shape == (len(pool), 256, 3)
-    torch.testing.assert_close(pool.footprint_normals.norm(dim=-1), torch.ones(len(pool), 256), rtol=0, atol=1e-4)
-    assert bool((pool.footprint_normals[..., 2] > 0).all())
+    assert pool.footprint_normals.shape == (len(pool), 256, 3) and pool.footprint_normals.dtype == torch.float16
+    torch.testing.assert_close(pool.footprint_normals.float().norm(dim=-1), torch.ones(len(pool), 256), rtol=0, atol=2e-3)
+    footprint_normals = torch.nn.functional.normalize(pool.footprint_normals.float(), dim=-1)  # as batches serve them
+    assert bool((footprint_normals[..., 2] > 0).all())
     inside = offset < 5  # a pixel and all its footprint rays well inside the silhouette (radius 6.8 px)
     all_valid = torch.ones(256, int(inside.sum()), dtype=torch.bool)
     torch.testing.assert_close(
-        normal_variance(pool.footprint_normals[inside].transpose(0, 1), all_valid), pool.normal_variance[inside]
+        normal_variance(footprint_normals[inside].transpose(0, 1), all_valid), pool.normal_variance[inside],
+        rtol=0.01, atol=1e-6,
     )
     # Unless asked for, the normals are not kept, and the fixed offsets measure the same spread up to sampling noise;
     # without offsets nothing is measured.

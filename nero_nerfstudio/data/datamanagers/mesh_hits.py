@@ -45,7 +45,7 @@ class MeshHitPool:
     (:func:`~nero_nerfstudio.model_components.pixel_footprint.normal_variance`; 0 when not measured)."""
     footprint_normals: Float[Tensor, "num_hits num_offsets 3"]
     """Interpolated normals of the rays through the pixel's filter footprint (the hit's own smooth normal where such
-    a ray misses the mesh); ``num_offsets`` is 0 when not kept."""
+    a ray misses the mesh), half floats; ``num_offsets`` is 0 when not kept."""
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -150,7 +150,8 @@ def trace_hit_pool(
                     footprint, valid = _footprint_normals(cameras, camera_index, pixels, width, ray_caster, offsets)
                     variance = normal_variance(footprint, valid)
                     if supersample_filter_std is not None:
-                        footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
+                        # Half floats: the pool's largest part, and normals need no more than 3 digits.
+                        footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1).half()
                     else:
                         footprint = footprint.new_zeros(len(pixels), 0, 3)
                 parts.append(
@@ -250,7 +251,7 @@ def pool_batch_metadata(
         return torch.cat([values, values.new_zeros(num_background, values.shape[-1])]).to(device)
 
     hit_mask = torch.cat([torch.ones(len(pool), 1, dtype=torch.bool), torch.zeros(num_background, 1, dtype=torch.bool)])
-    footprint = pool.footprint_normals.flatten(1)
+    footprint = torch.nn.functional.normalize(pool.footprint_normals.float(), dim=-1).flatten(1)
     kept = {NeroKey.HIT_FOOTPRINT_NORMALS: padded(footprint)} if footprint.shape[1] else {}  # to supersample
     return {
         **kept,

@@ -59,9 +59,9 @@ class MeshRayDataManagerConfig(VanillaDataManagerConfig):
     pixel_footprint: Literal["widen", "supersample"] = "widen"
     """What the model does with those rays: ``widen`` the GGX lobe shaded at the pixel centre by their normals'
     spread, or ``supersample``: the rays go through each pixel's own random draws from the filter, the pool keeps
-    their normals (``3 * pixel_footprint_samples`` floats per pixel), and each Monte-Carlo estimate is shaded at one
-    of them, with no lobe-shape approximation (with the model's ``rgb_loss_pairing linear`` it gets the 0.15 gold
-    bunny right where ``widen`` floors it, method.md §4.4)."""
+    their normals (``3 * pixel_footprint_samples`` half floats per pixel), and each Monte-Carlo estimate is shaded at
+    one of them, with no lobe-shape approximation (with the model's ``rgb_loss_pairing linear`` it gets the 0.15 gold
+    bunny right where ``widen`` floors it, but it brightens the mirror bunny's albedo; method.md §4.4)."""
     pixel_filter_std: float = BLENDER_PIXEL_FILTER_STD
     """Standard deviation (pixels) of the Gaussian pixel filter those rays are drawn from (0.42: that of Cycles'
     default filter)."""
