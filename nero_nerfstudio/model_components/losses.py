@@ -41,7 +41,7 @@ def charbonnier_rgb_loss(pred: Float[Tensor, "num_rays 3"], target: Float[Tensor
 LINEAR_PAIRING_DARKEST_VALUE = 0.02
 """The linear pairing weighs a pixel darker than this linear value (sRGB 0.15) as if it were this bright: the sRGB
 curve's slope keeps rising towards black (12.92, a squared weight of 167), and that weight at the darkest pixels let
-a bright overshoot there derail training; a cap at 0.04 (weight 8.2) floored a sun-lit gold cow's roughness at 0.04
+a bright overshoot there derail training; a cap at 0.04 (weight 8.3) floored a sun-lit gold cow's roughness at 0.04
 where 0.02 (weight 18.6) and 0.01 (41.6) did not (method.md §4.5)."""
 
 

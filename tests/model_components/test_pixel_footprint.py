@@ -90,7 +90,8 @@ def test_traced_spread_on_a_sphere_follows_its_curvature():
     # The footprint's normals are kept (for supersampling): unit, on the sphere's side facing the camera, and their
     # spread is the measured one (all footprint rays of these pixels hit the sphere).
     assert pool.footprint_normals.shape == (len(pool), 256, 3) and pool.footprint_normals.dtype == torch.float16
-    torch.testing.assert_close(pool.footprint_normals.float().norm(dim=-1), torch.ones(len(pool), 256), rtol=0, atol=2e-3)
+    norms = pool.footprint_normals.float().norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones(len(pool), 256), rtol=0, atol=2e-3)
     footprint_normals = torch.nn.functional.normalize(pool.footprint_normals.float(), dim=-1)  # as batches serve them
     assert bool((footprint_normals[..., 2] > 0).all())
     inside = offset < 5  # a pixel and all its footprint rays well inside the silhouette (radius 6.8 px)

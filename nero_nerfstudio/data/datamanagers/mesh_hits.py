@@ -150,8 +150,8 @@ def trace_hit_pool(
                     footprint, valid = _footprint_normals(cameras, camera_index, pixels, width, ray_caster, offsets)
                     variance = normal_variance(footprint, valid)
                     if supersample_filter_std is not None:
-                        # Half floats: the pool's largest part, and normals need no more than 3 digits.
-                        footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1).half()
+                        footprint = torch.where(valid[..., None], footprint, smooth_normals[None]).transpose(0, 1)
+                        footprint = footprint.half()  # the pool's largest part; normals need no more than 3 digits
                     else:
                         footprint = footprint.new_zeros(len(pixels), 0, 3)
                 parts.append(
