@@ -103,7 +103,8 @@ class BenchMaterialsConfig:
     """Stage II steps (the small preset's own count; its schedule is rescaled to other counts)."""
     material_overrides: Tuple[str, ...] = ()
     """Stage II trainer settings as ``dotted.field=value`` (e.g. ``pipeline.model.estimator=nero``): sweep a variant
-    of the method (in its own ``--output-dir``)."""
+    of the method (in its own ``--output-dir``); ``machine.seed=1`` trains with another seed on the same renders
+    (training is otherwise seeded with ``--seed``)."""
     relight_environment: str = "forest"
     """Environment of the relit images (not a training environment)."""
     relight_views: int = 4

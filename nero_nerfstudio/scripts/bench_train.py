@@ -70,6 +70,7 @@ class TrainSpec:
     """Rays per step (None: the preset's)."""
     threads: int = 1
     seed: int = 0
+    """Seed of training (the trainer's ``machine.seed``, which a Stage II run's ``overrides`` may set instead)."""
     full: bool = False
     """CUDA (when available) instead of the CPU, and the paper presets instead of the small ones (a shape run with
     ``preset`` set trains that preset)."""
@@ -182,6 +183,7 @@ def _quiet(trainer_config, spec: TrainSpec):
     device = "cuda" if spec.full and torch.cuda.is_available() else "cpu"
     trainer_config = quiet_trainer_config(trainer_config, Path(spec.output_dir), spec.experiment, device)
     trainer_config.timestamp = "run"
+    trainer_config.machine.seed = spec.seed
     return trainer_config
 
 
@@ -340,8 +342,9 @@ def material_trainer_config(spec: TrainSpec):
     trainer.pipeline.datamanager.data = Path(spec.scene)
     if spec.num_rays is not None:
         trainer.pipeline.datamanager.train_num_rays_per_batch = spec.num_rays
-    apply_overrides(trainer, spec.overrides)
-    return _quiet(trainer, spec)
+    trainer = _quiet(trainer, spec)
+    apply_overrides(trainer, spec.overrides)  # last, so that an override (machine.seed=1) wins
+    return trainer
 
 
 def apply_overrides(config: Any, overrides: Sequence[str]) -> None:
@@ -474,7 +477,7 @@ def train(spec: TrainSpec) -> TrainResult:
     )
     trainer_config = make_config(spec)
     planned_steps = trainer_config.max_num_iterations
-    trainer = start_trainer(trainer_config, spec.threads, spec.seed)
+    trainer = start_trainer(trainer_config, spec.threads, trainer_config.machine.seed)
     cuda = trainer_config.machine.device_type == "cuda"
     model = trainer.pipeline.model
     gt_mesh = trimesh.load(spec.gt_mesh, force="mesh") if spec.wants_curve else None

@@ -15,7 +15,13 @@ import pytest
 from PIL import Image
 
 from nero_nerfstudio.configs.material_configs import small_trainer_config
-from nero_nerfstudio.scripts.bench_train import apply_overrides, marked_sections, replace_section
+from nero_nerfstudio.scripts.bench_train import (
+    TrainSpec,
+    apply_overrides,
+    marked_sections,
+    material_trainer_config,
+    replace_section,
+)
 
 BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -148,6 +154,18 @@ def test_overrides_set_nested_trainer_fields_with_their_types():
         apply_overrides(trainer, ["pipeline.model.shadowing=smiht"])
     apply_overrides(trainer, ["pipeline.model.shadowing=schlick"])
     assert model.shadowing == "schlick"
+
+
+def test_a_machine_seed_override_seeds_stage_two_training(tmp_path: Path):
+    """Training is seeded with the trainer's machine.seed: the benchmark's seed, unless an override sets another
+    (so a second seed needs no new renders)."""
+    spec = TrainSpec(
+        kind="material", scene=str(tmp_path), output_dir=str(tmp_path), experiment="x",
+        result_path=str(tmp_path / "r.json"), steps=10, mesh_path=str(tmp_path / "mesh.ply"), seed=5,
+    )  # fmt: skip
+    assert material_trainer_config(spec).machine.seed == 5
+    spec.overrides = ["machine.seed=1"]
+    assert material_trainer_config(spec).machine.seed == 1
 
 
 def test_a_mistyped_override_stops_the_sweep_in_one_line_before_any_stage(bench_materials, tmp_path: Path):
