@@ -3,7 +3,8 @@
 A feature network on the frequency-encoded position (two weight-normalised blocks with a skip of the encoding into
 the second) feeds three sigmoid heads that also see the raw position. The roughness head's sigmoid is remapped to
 the GGX alpha ``0.04^2 + s (1 - 0.04^2)``; NeRO uses that value directly as GGX alpha, and exports ``sqrt(alpha)``
-as the (perceptual) roughness.
+as the (perceptual) roughness. The roughness head's pre-sigmoid value is returned too, for the guard that keeps it
+where the sigmoid still has a slope.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def perceptual_roughness(alpha: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*ba
     return torch.sqrt(alpha.clamp_min(NERO_EPS_PERCEPTUAL_ROUGHNESS))
 
 
-def roughness_logit(roughness: float) -> float:
+def roughness_logit(roughness: float, name: str = "roughness") -> float:
     """The roughness head's pre-sigmoid value that gives the perceptual ``roughness`` (inverse of
-    :func:`alpha_from_sigmoid` and :func:`perceptual_roughness`)."""
+    :func:`alpha_from_sigmoid` and :func:`perceptual_roughness`); ``name`` is what an error calls the value."""
     sigmoid = (roughness**2 - MIN_ALPHA) / (1.0 - MIN_ALPHA)
     if not 0.0 < sigmoid < 1.0:
-        raise ValueError(f"initial roughness must be in ({MIN_ROUGHNESS}, 1), got {roughness}")
+        raise ValueError(f"{name} must be in ({MIN_ROUGHNESS}, 1), got {roughness}")
     return math.log(sigmoid / (1.0 - sigmoid))
 
 
@@ -76,9 +77,10 @@ class MaterialField(nn.Module):
         self.feature_block_a = WeightNormMLP(encoded_dim, width, width, num_layers=4, output_activation="none")
         self.feature_block_b = WeightNormMLP(width + encoded_dim, width, width, num_layers=4, output_activation="none")
         self.metallic_head = WeightNormMLP(width + 3, 1, width, num_layers=4, output_activation="sigmoid")
-        roughness_bias = None if config.initial_roughness is None else roughness_logit(config.initial_roughness)
+        initial = config.initial_roughness
+        roughness_bias = None if initial is None else roughness_logit(initial, "initial roughness")
         self.roughness_head = WeightNormMLP(
-            width + 3, 1, width, num_layers=4, output_activation="sigmoid", final_bias=roughness_bias
+            width + 3, 1, width, num_layers=4, output_activation="none", final_bias=roughness_bias
         )
         self.albedo_head = WeightNormMLP(width + 3, 3, width, num_layers=4, output_activation="sigmoid")
 
@@ -93,11 +95,13 @@ class MaterialField(nn.Module):
 
         Returns:
             ``metallic`` ``[N, 1]`` in (0, 1), ``alpha`` ``[N, 1]`` (GGX alpha) in [0.0016, 1], ``albedo`` ``[N, 3]``
-            linear RGB in (0, 1).
+            linear RGB in (0, 1), and ``roughness_logit`` ``[N, 1]``, the roughness head's pre-sigmoid value.
         """
         head_input = torch.cat([self.features(points), points], dim=-1)
+        logit = self.roughness_head(head_input)
         return {
             "metallic": self.metallic_head(head_input),
-            "alpha": alpha_from_sigmoid(self.roughness_head(head_input)),
+            "alpha": alpha_from_sigmoid(torch.sigmoid(logit)),
             "albedo": self.albedo_head(head_input),
+            "roughness_logit": logit,
         }

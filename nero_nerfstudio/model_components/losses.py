@@ -192,6 +192,12 @@ def saturation_guard(metallic: Float[Tensor, "num_points 1"], alpha: Float[Tenso
     ).sum()
 
 
+def roughness_floor_guard(roughness_logit: Float[Tensor, "num_points 1"], lowest_logit: float) -> Tensor:
+    """Sum over points of ``relu(lowest_logit - roughness_logit)``: keeps the roughness head's pre-sigmoid value
+    where the sigmoid still has a slope (method.md §4.5)."""
+    return torch.relu(lowest_logit - roughness_logit).sum()
+
+
 def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:
     """Per point ``sum_c |L_c - mean(L)|`` of the clamped sRGB mean diffuse light (unweighted)."""
     return (diffuse_light_display - diffuse_light_display.mean(dim=-1, keepdim=True)).abs().sum(dim=-1)

@@ -27,7 +27,7 @@ from torch.nn import Parameter
 
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
-from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness
+from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness, roughness_logit
 from nero_nerfstudio.model_components.sample_directions import (
     fibonacci_sample_set,
     interleaved_stratified_u,
@@ -41,6 +41,7 @@ from nero_nerfstudio.model_components.losses import (
     decorrelated_rgb_loss,
     material_smoothness_loss,
     neutral_light_loss,
+    roughness_floor_guard,
     saturated_as_lower_bound,
     saturation_guard,
     tangent_offsets,
@@ -109,6 +110,11 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Standard deviation of the tangent-plane perturbation of the smoothness regulariser."""
     saturation_reg_end: int = 2000
     """The saturation guard on metallic and roughness acts before this step."""
+    roughness_guard: Optional[float] = 0.05
+    """All through training, ``relu(z_min - z)`` summed over the hits keeps the roughness head's pre-sigmoid value
+    ``z`` above ``z_min``, that of this perceptual roughness, where the sigmoid still has a slope. Without it a glossy
+    metal's roughness could reach the 0.04 floor in the first 100 steps, while the learned light was still blurry,
+    and stay there (the sigmoid's slope below 1e-5; method.md §4.5). None: off, as NeRO."""
     neutral_light_mult: float = 0.1
     """Weight of the neutral (grey) diffuse-light regulariser."""
     miss_depth: float = 10.0
@@ -162,6 +168,8 @@ class NeroMaterialModel(NeroModel):
 
         self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get(NeroKey.DATASET_FORMAT))
         self.material_field = config.material_field.setup()
+        guard = config.roughness_guard
+        self.lowest_roughness_logit = None if guard is None else roughness_logit(guard, "roughness_guard")
         self.lights = StageTwoLights(
             self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
         )
@@ -355,6 +363,7 @@ class NeroMaterialModel(NeroModel):
             "metallic": materials["metallic"],
             "roughness": perceptual_roughness(materials["alpha"]),
             "alpha": materials["alpha"],
+            "roughness_logit": materials["roughness_logit"],
             "diffuse_color": display(shading.diffuse_color),
             "specular_color": display(shading.specular_color),
             "diffuse_light": display(shading.diffuse_light),
@@ -432,7 +441,8 @@ class NeroMaterialModel(NeroModel):
             full = values.new_zeros(num_rays, values.shape[-1])
             return full.index_put((hit_rows,), values)
 
-        outputs: Dict[str, Any] = {name: scatter(value) for name, value in shading.items() if name != "alpha"}
+        internal = ("alpha", "roughness_logit")  # for the regularisers, not images
+        outputs: Dict[str, Any] = {name: scatter(value) for name, value in shading.items() if name not in internal}
         hit_float = samples["hit_mask"][:, None].to(normals.dtype)
         outputs[NeroKey.NORMAL] = normals
         outputs[NeroKey.NORMAL_VIS] = (normals + 1.0) / 2.0 * hit_float
@@ -449,7 +459,10 @@ class NeroMaterialModel(NeroModel):
             outputs[NeroKey.MATERIAL_SAMPLES] = {
                 "points": samples["points"],
                 "normals": normals[hit_rows],
-                **{name: shading[name] for name in ("metallic", "alpha", "albedo", "diffuse_light")},
+                **{
+                    name: shading[name]
+                    for name in ("metallic", "alpha", "albedo", "roughness_logit", "diffuse_light")
+                },
             }
         return outputs
 
@@ -467,8 +480,9 @@ class NeroMaterialModel(NeroModel):
         self, outputs: Dict[str, Any], batch: Dict[str, Tensor], metrics_dict: Optional[Dict[str, Tensor]] = None
     ) -> Dict[str, Tensor]:
         """``rgb_loss`` (Charbonnier on hit pixels; trained on the halves' paired error when the outputs hold
-        ``rgb_halves``); in training also ``background_loss``, ``material_smoothness_loss``, ``neutral_light_loss``
-        and, before ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
+        ``rgb_halves``); in training also ``background_loss``, ``material_smoothness_loss``, ``neutral_light_loss``,
+        ``roughness_guard_loss`` (unless ``roughness_guard`` is None) and, before ``saturation_reg_end``,
+        ``saturation_loss`` (method.md §4.5)."""
         config = self.config
         image = self.batch_image(batch, self.device)
         hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
@@ -507,6 +521,10 @@ class NeroMaterialModel(NeroModel):
         losses["neutral_light_loss"] = config.neutral_light_mult * neutral_light_loss(samples["diffuse_light"]).mean()
         if self.step < config.saturation_reg_end:
             losses["saturation_loss"] = saturation_guard(samples["metallic"], samples["alpha"])
+        if self.lowest_roughness_logit is not None:
+            losses["roughness_guard_loss"] = roughness_floor_guard(
+                samples["roughness_logit"], self.lowest_roughness_logit
+            )
         return losses
 
     # ------------------------------------------------------------------------------------------------------------

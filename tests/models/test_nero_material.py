@@ -15,10 +15,11 @@ from nerfstudio.data.scene_box import SceneBox
 
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.errors import NeroDataError
-from nero_nerfstudio.fields.material_field import MaterialFieldConfig
+from nero_nerfstudio.fields.material_field import MaterialFieldConfig, roughness_logit
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
     neutral_light_loss,
+    roughness_floor_guard,
     saturated_as_lower_bound,
     saturation_guard,
     tangent_offsets,
@@ -140,6 +141,7 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
         "material_smoothness_loss",
         "neutral_light_loss",
         "saturation_loss",
+        "roughness_guard_loss",
     }
     assert all(torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
@@ -413,11 +415,36 @@ def test_missing_mesh_errors_name_the_problem(sphere_mesh: Path, tmp_path: Path)
     assert NeroMaterialModelConfig(mesh_path=Path("m.ply")).mesh_path.is_absolute()
 
 
+def test_the_roughness_guard_lifts_a_roughness_head_stuck_at_the_floor(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh)
+    model.train()
+    model.update_to_step(model.config.saturation_reg_end)
+    with torch.no_grad():  # sigmoid slope 2e-9: the floor, where nothing else moves it any more
+        model.material_field.roughness_head.layers[-1].bias.fill_(-20.0)
+    bundle, image = rays_towards_the_sphere(), {"image": torch.rand(3, 3)}
+    optimizer = torch.optim.Adam(model.material_field.roughness_head.parameters(), lr=0.1)
+    for _ in range(100):
+        optimizer.zero_grad()
+        model.get_loss_dict(model(bundle), image)["roughness_guard_loss"].backward()
+        optimizer.step()
+    lowest = roughness_logit(model.config.roughness_guard)
+    logits = model(bundle)[NeroKey.MATERIAL_SAMPLES]["roughness_logit"]
+    assert bool((logits > lowest - 0.5).all()) and model.get_loss_dict(model(bundle), image)["roughness_guard_loss"] < 1
+
+    unguarded = make_model(sphere_mesh, roughness_guard=None)
+    assert "roughness_guard_loss" not in unguarded.get_loss_dict(unguarded(bundle), image)
+    with pytest.raises(ValueError, match="roughness_guard must be in"):
+        make_model(sphere_mesh, roughness_guard=0.03)
+
+
 def test_regulariser_functions():
     metallic = torch.tensor([[0.5], [0.99], [0.01]])
     alpha = torch.tensor([[0.5], [0.99], [0.5]])
     expected = (0.99 - 0.98) + (0.99 - 0.98**2) + (0.02 - 0.01)
     assert torch.isclose(saturation_guard(metallic, alpha), torch.tensor(expected))
+    logits = torch.tensor([[-9.0], [-7.5], [0.0]])
+    assert torch.isclose(roughness_floor_guard(logits, -8.0), torch.tensor(1.0))
     grey_and_red = torch.tensor([[0.4, 0.4, 0.4], [0.9, 0.0, 0.0]])
     assert torch.allclose(neutral_light_loss(grey_and_red), torch.tensor([0.0, 0.6 + 0.3 + 0.3]))
 
