@@ -16,6 +16,8 @@ from nerfstudio.engine.schedulers import Scheduler, SchedulerConfig
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from nero_nerfstudio.core.errors import NeroSettingsError
+
 
 def warm_up_cosine_factor(step: int, warm_up_end: int, max_steps: int, min_factor: float) -> float:
     """Multiplier of the base learning rate at ``step``.
@@ -50,8 +52,8 @@ class WarmUpCosineScheduler(Scheduler):
     def get_scheduler(self, optimizer: Optimizer, lr_init: float) -> LRScheduler:
         config = self.config
         if config.warm_up_end < 0 or config.max_steps <= config.warm_up_end:
-            raise ValueError(
-                f"need 0 <= warm_up_end < max_steps, got warm_up_end={config.warm_up_end}, max_steps={config.max_steps}"
+            raise NeroSettingsError(
+                "warm_up_end", f"need 0 <= warm_up_end < max_steps, got {config.warm_up_end} and {config.max_steps}"
             )
 
         def factor(step: int) -> float:

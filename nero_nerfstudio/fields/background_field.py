@@ -19,6 +19,7 @@ from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.fields.base_field import Field, FieldConfig
 from torch import Tensor, nn
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.field_components.encodings import FrequencyEncoding
 from nero_nerfstudio.utils.color import linear_to_srgb
 
@@ -71,7 +72,9 @@ class NerfPlusPlusField(Field):
         super().__init__()
         self.config = config
         if not 0 <= config.skip_layer < config.num_layers - 1:
-            raise ValueError(f"skip_layer={config.skip_layer} must lie in 0 .. num_layers-2={config.num_layers - 2}")
+            raise NeroSettingsError(
+                "skip_layer", f"must lie in 0 .. num_layers - 2 = {config.num_layers - 2}, got {config.skip_layer}"
+            )
         self.position_encoding = FrequencyEncoding(4, config.position_frequencies)
         self.direction_encoding = FrequencyEncoding(3, config.direction_frequencies)
         position_dim = self.position_encoding.get_out_dim()

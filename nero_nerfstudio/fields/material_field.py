@@ -18,6 +18,7 @@ from jaxtyping import Float
 from nerfstudio.configs.base_config import InstantiateConfig
 from torch import Tensor, nn
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.field_components.encodings import FrequencyEncoding
 from nero_nerfstudio.field_components.mlp import WeightNormMLP
 
@@ -40,10 +41,11 @@ def perceptual_roughness(alpha: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*ba
 
 def roughness_logit(roughness: float, name: str = "roughness") -> float:
     """The roughness head's pre-sigmoid value that gives the perceptual ``roughness`` (inverse of
-    :func:`alpha_from_sigmoid` and :func:`perceptual_roughness`); ``name`` is what an error calls the value."""
+    :func:`alpha_from_sigmoid` and :func:`perceptual_roughness`); ``name`` is the setting a
+    :class:`~nero_nerfstudio.core.errors.NeroSettingsError` names when ``roughness`` is out of range."""
     sigmoid = (roughness**2 - MIN_ALPHA) / (1.0 - MIN_ALPHA)
     if not 0.0 < sigmoid < 1.0:
-        raise ValueError(f"{name} must be in ({MIN_ROUGHNESS}, 1), got {roughness}")
+        raise NeroSettingsError(name, f"must be in ({MIN_ROUGHNESS}, 1), got {roughness}")
     return math.log(sigmoid / (1.0 - sigmoid))
 
 
@@ -78,7 +80,7 @@ class MaterialField(nn.Module):
         self.feature_block_b = WeightNormMLP(width + encoded_dim, width, width, num_layers=4, output_activation="none")
         self.metallic_head = WeightNormMLP(width + 3, 1, width, num_layers=4, output_activation="sigmoid")
         initial = config.initial_roughness
-        roughness_bias = None if initial is None else roughness_logit(initial, "initial roughness")
+        roughness_bias = None if initial is None else roughness_logit(initial, "initial_roughness")
         self.roughness_head = WeightNormMLP(
             width + 3, 1, width, num_layers=4, output_activation="none", final_bias=roughness_bias
         )

@@ -20,6 +20,7 @@ from nerfstudio.fields.base_field import Field, FieldConfig
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.field_components.encodings import FrequencyEncoding
 from nero_nerfstudio.field_components.grid_encoding import (
     GridImplementation,
@@ -114,11 +115,14 @@ class NeroSDFField(Field):
 
         skip_layers = set(config.skip_layers)
         if any(not 0 < layer <= config.num_layers for layer in skip_layers):
-            raise ValueError(f"skip_layers {config.skip_layers} must lie in 1 .. num_layers={config.num_layers}")
+            raise NeroSettingsError(
+                "skip_layers", f"must lie in 1 .. num_layers = {config.num_layers}, got {config.skip_layers}"
+            )
         if skip_layers and config.hidden_dim <= encoded_dim:
-            raise ValueError(
-                f"hidden_dim={config.hidden_dim} must exceed the encoded input size {encoded_dim} "
-                "to make room for a skip connection"
+            raise NeroSettingsError(
+                "hidden_dim",
+                f"must exceed the encoded input size {encoded_dim} to make room for a skip connection, got "
+                f"{config.hidden_dim}",
             )
         self.skip_layers = skip_layers
         widths = [encoded_dim] + [config.hidden_dim] * config.num_layers + [1 + config.feature_dim]

@@ -19,6 +19,7 @@ from nerfstudio.configs.base_config import InstantiateConfig
 from nerfstudio.model_components.ray_samplers import Sampler
 from torch import Tensor
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.model_components.neus_alpha import sample_pdf_deterministic, upsample_weights
 
 SdfFunction = Callable[[Float[Tensor, "num_points 3"]], Float[Tensor, "num_points 1"]]
@@ -113,9 +114,9 @@ class NeroSampler(Sampler):
     def __init__(self, config: NeroSamplerConfig) -> None:
         super().__init__()
         if config.num_coarse < 2:
-            raise ValueError(f"num_coarse must be at least 2, got {config.num_coarse}")
+            raise NeroSettingsError("num_coarse", f"must be at least 2, got {config.num_coarse}")
         if config.num_background < 1:
-            raise ValueError(f"num_background must be at least 1, got {config.num_background}")
+            raise NeroSettingsError("num_background", f"must be at least 1, got {config.num_background}")
         self.config = config
 
     @property

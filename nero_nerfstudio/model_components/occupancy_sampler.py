@@ -26,6 +26,7 @@ from nerfstudio.model_components.ray_samplers import Sampler
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.model_components.nero_sampler import (
     SdfFunction,
     StageOneSamplerConfig,
@@ -110,9 +111,10 @@ class OccupancySampler(Sampler):
     def __init__(self, config: OccupancySamplerConfig) -> None:
         super().__init__()
         if config.num_march < 2 or config.num_background < 1:
-            raise ValueError(
+            raise NeroSettingsError(
+                "num_march, num_background",
                 f"the occupancy sampler needs num_march >= 2 and num_background >= 1, got {config.num_march}, "
-                f"{config.num_background}"
+                f"{config.num_background}",
             )
         self.config = config
         resolution = config.resolution

@@ -27,6 +27,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
 from nero_nerfstudio.core.camera_conventions import opengl_c2w_to_opencv_w2c
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.photographer import photographer_w2p
 from nero_nerfstudio.models.viewer_defaults import NeroViewerDefaults
@@ -71,9 +72,9 @@ class NeroModel(Model):
         self.use_photographer_light = bool(use_photographer) and self.supports_photographer_light()
         if self.use_photographer_light:
             if NeroKey.PHOTOGRAPHER_W2P not in self.metadata:
-                raise ValueError(
-                    f"{self.method_name}: the photographer light is on but the dataparser gave no "
-                    f"'{NeroKey.PHOTOGRAPHER_W2P}' metadata"
+                raise NeroSettingsError(
+                    "--pipeline.model.photographer-light",
+                    f"{self.method_name}: on, but the dataparser gave no '{NeroKey.PHOTOGRAPHER_W2P}' metadata",
                 )
             poses = torch.as_tensor(self.metadata[NeroKey.PHOTOGRAPHER_W2P], dtype=torch.float32).reshape(-1, 3, 4)
         else:

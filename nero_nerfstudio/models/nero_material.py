@@ -25,6 +25,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness, roughness_logit
@@ -169,7 +170,9 @@ class NeroMaterialModel(NeroModel):
         self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get(NeroKey.DATASET_FORMAT))
         self.material_field = config.material_field.setup()
         guard = config.roughness_guard
-        self.lowest_roughness_logit = None if guard is None else roughness_logit(guard, "roughness_guard")
+        self.lowest_roughness_logit = (
+            None if guard is None else roughness_logit(guard, "--pipeline.model.roughness-guard")
+        )
         self.lights = StageTwoLights(
             self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
         )
@@ -184,10 +187,11 @@ class NeroMaterialModel(NeroModel):
         halves = None
         if config.rgb_loss_gradient == "decorrelated":
             if config.num_diffuse_samples % 2 or config.num_specular_samples % 2:
-                raise ValueError(
-                    f"nero-material: {config.num_diffuse_samples} diffuse + {config.num_specular_samples} specular "
-                    "samples: the decorrelated RGB loss halves each lobe's samples, so both counts must be even "
-                    "(or pass --pipeline.model.rgb-loss-gradient single)"
+                raise NeroSettingsError(
+                    "--pipeline.model.num-diffuse-samples, --pipeline.model.num-specular-samples",
+                    f"{config.num_diffuse_samples} and {config.num_specular_samples}: the decorrelated RGB loss halves "
+                    "each lobe's samples, so both counts must be even (or pass --pipeline.model.rgb-loss-gradient "
+                    "single)",
                 )
             halves = interleaved_halves(config.num_diffuse_samples, config.num_specular_samples)
         self.register_buffer("half_columns", halves, persistent=False)
@@ -195,7 +199,9 @@ class NeroMaterialModel(NeroModel):
     def _mesh_in_normalised_frame(self, metadata: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         """The configured mesh moved from the dataset frame into the normalised frame."""
         if self.config.mesh_path is None:
-            raise ValueError("nero-material needs the Stage I mesh: pass --pipeline.model.mesh-path MESH.ply")
+            raise NeroSettingsError(
+                "--pipeline.model.mesh-path", "nero-material needs the Stage I mesh (.ply, .obj or .glb)"
+            )
         transform = metadata.get(NeroKey.DATAPARSER_TRANSFORM)
         scale = metadata.get(NeroKey.DATAPARSER_SCALE, 1.0)
         if transform is None:

@@ -16,7 +16,7 @@ import numpy as np
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError, NeroInputError
 from nero_nerfstudio.core.frames import dataset_plane_to_normalised
 from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, ObjectFrame
 from nero_nerfstudio.export.materials import ExportMaterials
@@ -128,7 +128,7 @@ def entrypoint() -> None:
     )
     try:
         exporter.main()
-    except NeroDataError as error:
+    except NeroInputError as error:
         ERROR_CONSOLE.print(f"[bold red]nero-export: {error}", soft_wrap=True)
         sys.exit(1)
 

@@ -22,7 +22,7 @@ from typing import List
 import tyro
 from rich.console import Console
 
-from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError, NeroInputError
 from nero_nerfstudio.data.object_frame import FRAME_FILE_NAME, describe, estimate_object_frame
 from nero_nerfstudio.process_data.colmap_sfm import Matcher, SfmTool, choose_sfm_tool, list_photos, run_sfm
 from nero_nerfstudio.utils.colmap_io import read_colmap_cameras, read_colmap_points
@@ -121,7 +121,7 @@ def entrypoint() -> None:
     config = tyro.cli(ProcessData)
     try:
         config.main()
-    except NeroDataError as error:
+    except NeroInputError as error:
         ERROR_CONSOLE.print(f"nero-process-data: {error}", style="bold red", markup=False, soft_wrap=True)
         sys.exit(1)
 

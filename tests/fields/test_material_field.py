@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.fields.material_field import (
     MIN_ALPHA,
     MaterialField,
@@ -81,5 +82,5 @@ def test_initial_roughness_sets_where_the_roughness_head_starts():
         field = MaterialFieldConfig(hidden_dim=32, initial_roughness=roughness).setup()
         started = perceptual_roughness(field(points)["alpha"])
         assert abs(float(started.median()) - roughness) < 0.1 * roughness + 0.02
-    with pytest.raises(ValueError, match="initial roughness"):
+    with pytest.raises(NeroSettingsError, match=r"^initial_roughness: must be in \(0.04, 1\), got 1.2"):
         MaterialFieldConfig(initial_roughness=1.2).setup()

@@ -14,7 +14,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 
 from nero_nerfstudio.core.keys import NeroKey
-from nero_nerfstudio.core.errors import NeroDataError
+from nero_nerfstudio.core.errors import NeroDataError, NeroSettingsError
 from nero_nerfstudio.fields.material_field import MaterialFieldConfig, roughness_logit
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
@@ -228,7 +228,7 @@ def test_single_gradient_and_odd_sample_counts(sphere_mesh: Path):
     single.train()
     assert "rgb_halves" not in single(rays_towards_the_sphere())
     # An odd count cannot be halved: refused when the model is built, before the datamanager traces the pixels.
-    with pytest.raises(ValueError, match="both counts must be even"):
+    with pytest.raises(NeroSettingsError, match="num-specular-samples: 8 and 5: .* both counts must be even"):
         make_model(sphere_mesh, num_specular_samples=5)
     odd = make_model(sphere_mesh, num_specular_samples=5, rgb_loss_gradient="single")
     odd.train()
@@ -434,7 +434,7 @@ def test_the_roughness_guard_lifts_a_roughness_head_stuck_at_the_floor(sphere_me
 
     unguarded = make_model(sphere_mesh, roughness_guard=None)
     assert "roughness_guard_loss" not in unguarded.get_loss_dict(unguarded(bundle), image)
-    with pytest.raises(ValueError, match="roughness_guard must be in"):
+    with pytest.raises(NeroSettingsError, match=r"^--pipeline.model.roughness-guard: must be in \(0.04, 1\), got 0.03"):
         make_model(sphere_mesh, roughness_guard=0.03)
 
 

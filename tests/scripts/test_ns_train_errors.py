@@ -1,5 +1,5 @@
-"""Bad input given to nerfstudio's own commands (``ns-train nero-*``): one red line naming the file and the problem,
-a non-zero exit, no traceback (``NERO_TRACEBACK=1`` shows it)."""
+"""Bad input given to nerfstudio's own commands (``ns-train nero-*``): one red line naming the file, or the setting,
+and the problem, a non-zero exit, no traceback (``NERO_TRACEBACK=1`` shows it)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _copy(scene: Path, tmp_path: Path) -> Path:
 
 
 def _case(name: str, synthetic_scene: Path, custom_scene: Path, tmp_path: Path) -> Tuple[List[str], str]:
-    """The ns-train arguments of one bad input and the file name its error line must hold."""
+    """The ns-train arguments of one bad input and the file name, or the setting, its error line must hold."""
     shape = ["nero-shape-fast", *QUIET, "--output-dir", str(tmp_path / "outputs")]
     if name == "missing_folder":
         return [*shape, "nero-synthetic", "--data", str(tmp_path / "no_such_scene")], "no_such_scene"
@@ -70,25 +70,36 @@ def _case(name: str, synthetic_scene: Path, custom_scene: Path, tmp_path: Path) 
         material = ["nero-material-small", *QUIET, "--output-dir", str(tmp_path / "outputs")]
         mesh = str(tmp_path / "notes.ply")
         return [*material, "--pipeline.model.mesh-path", mesh, "nero-synthetic", "--data", str(synthetic_scene)], "notes.ply"
+    material = ["nero-material-small", *QUIET, "--output-dir", str(tmp_path / "outputs")]
+    data = ["nero-synthetic", "--data", str(synthetic_scene)]
+    if name == "no_mesh_path":
+        return [*material, *data], "--pipeline.model.mesh-path: nero-material needs the Stage I mesh"
+    mesh = ["--pipeline.model.mesh-path", str(synthetic_scene / "gt" / "mesh.ply")]
+    if name == "odd_sample_count":
+        odd = ["--pipeline.model.num-specular-samples", "15"]
+        return [*material, *mesh, *odd, *data], "num-specular-samples: 32 and 15: the decorrelated RGB loss"
+    if name == "roughness_guard_out_of_range":
+        return [*material, *mesh, "--pipeline.model.roughness-guard", "0.01", *data], "roughness-guard: must be in"
     raise ValueError(name)
 
 
 CASES = ["missing_folder", "empty_folder", "corrupt_camera_pickle", "missing_colmap_model", "bad_meta_info",
-         "truncated_checkpoints", "missing_mesh", "not_a_mesh"]  # fmt: skip
+         "truncated_checkpoints", "missing_mesh", "not_a_mesh", "no_mesh_path", "odd_sample_count",
+         "roughness_guard_out_of_range"]  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_to_ns_train_is_one_line(case: str, synthetic_scene: Path, custom_scene: Path, tmp_path: Path):
-    arguments, file_name = _case(case, synthetic_scene, custom_scene, tmp_path)
+    arguments, named = _case(case, synthetic_scene, custom_scene, tmp_path)
     result = _run([NS_TRAIN, *arguments], tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stdout + result.stderr
     last = _last_line(result.stderr)
-    assert last.startswith("ns-train: ") and file_name in last, result.stderr[-2000:]
+    assert last.startswith("ns-train: ") and named in last, result.stderr[-2000:]
 
 
-def test_only_data_errors_are_shortened_and_the_traceback_is_one_variable_away(tmp_path: Path):
+def test_only_input_errors_are_shortened_and_the_traceback_is_one_variable_away(tmp_path: Path):
     raise_data_error = (
         "import nero_nerfstudio.configs\n"
         "from nero_nerfstudio.core.errors import NeroDataError\n"
@@ -97,6 +108,14 @@ def test_only_data_errors_are_shortened_and_the_traceback_is_one_variable_away(t
     result = _run([sys.executable, "-c", raise_data_error], tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert _last_line(result.stderr) == "-c: scene/0.png: cannot read image"
+    raise_settings_error = (
+        "import nero_nerfstudio.configs\n"
+        "from nero_nerfstudio.core.errors import NeroSettingsError\n"
+        "raise NeroSettingsError('--pipeline.model.num-rays', 'must be positive, got 0')\n"
+    )
+    result = _run([sys.executable, "-c", raise_settings_error], tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert _last_line(result.stderr) == "-c: --pipeline.model.num-rays: must be positive, got 0"
     verbose = _run([sys.executable, "-c", raise_data_error], tmp_path, traceback=True)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
     other = _run([sys.executable, "-c", "import nero_nerfstudio.configs\nraise RuntimeError('a bug')"], tmp_path)
