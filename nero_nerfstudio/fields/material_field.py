@@ -3,8 +3,8 @@
 A feature network on the frequency-encoded position (two weight-normalised blocks with a skip of the encoding into
 the second) feeds three sigmoid heads that also see the raw position. The roughness head's sigmoid is remapped to
 the GGX alpha ``0.04^2 + s (1 - 0.04^2)``; NeRO uses that value directly as GGX alpha, and exports ``sqrt(alpha)``
-as the (perceptual) roughness. The roughness head's pre-sigmoid value is returned too, for the guard that keeps it
-where the sigmoid still has a slope.
+as the (perceptual) roughness. The roughness and albedo heads' pre-sigmoid values are returned too, for the guards
+that keep them where the sigmoid still has a slope.
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ def alpha_from_sigmoid(sigmoid: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*ba
 def perceptual_roughness(alpha: Float[Tensor, "*batch 1"]) -> Float[Tensor, "*batch 1"]:
     """Exported / displayed roughness ``sqrt(max(alpha, NERO_EPS_PERCEPTUAL_ROUGHNESS))``."""
     return torch.sqrt(alpha.clamp_min(NERO_EPS_PERCEPTUAL_ROUGHNESS))
+
+
+def albedo_logit(albedo: float, name: str = "albedo") -> float:
+    """The albedo head's pre-sigmoid value that gives ``albedo``; ``name`` is the setting a
+    :class:`~nero_nerfstudio.core.errors.NeroSettingsError` names when ``albedo`` is out of range."""
+    if not 0.0 < albedo < 1.0:
+        raise NeroSettingsError(name, f"must be in (0, 1), got {albedo}")
+    return math.log(albedo / (1.0 - albedo))
 
 
 def roughness_logit(roughness: float, name: str = "roughness") -> float:
@@ -84,7 +92,7 @@ class MaterialField(nn.Module):
         self.roughness_head = WeightNormMLP(
             width + 3, 1, width, num_layers=4, output_activation="none", final_bias=roughness_bias
         )
-        self.albedo_head = WeightNormMLP(width + 3, 3, width, num_layers=4, output_activation="sigmoid")
+        self.albedo_head = WeightNormMLP(width + 3, 3, width, num_layers=4, output_activation="none")
 
     def features(self, points: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points hidden_dim"]:
         """Feature vector of each point (no final activation)."""
@@ -97,13 +105,16 @@ class MaterialField(nn.Module):
 
         Returns:
             ``metallic`` ``[N, 1]`` in (0, 1), ``alpha`` ``[N, 1]`` (GGX alpha) in [0.0016, 1], ``albedo`` ``[N, 3]``
-            linear RGB in (0, 1), and ``roughness_logit`` ``[N, 1]``, the roughness head's pre-sigmoid value.
+            linear RGB in (0, 1), and the pre-sigmoid values of the roughness and albedo heads, ``roughness_logit``
+            ``[N, 1]`` and ``albedo_logit`` ``[N, 3]``.
         """
         head_input = torch.cat([self.features(points), points], dim=-1)
-        logit = self.roughness_head(head_input)
+        roughness_logits = self.roughness_head(head_input)
+        albedo_logits = self.albedo_head(head_input)
         return {
             "metallic": self.metallic_head(head_input),
-            "alpha": alpha_from_sigmoid(torch.sigmoid(logit)),
-            "albedo": self.albedo_head(head_input),
-            "roughness_logit": logit,
+            "alpha": alpha_from_sigmoid(torch.sigmoid(roughness_logits)),
+            "albedo": torch.sigmoid(albedo_logits),
+            "roughness_logit": roughness_logits,
+            "albedo_logit": albedo_logits,
         }

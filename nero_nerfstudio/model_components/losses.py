@@ -192,10 +192,12 @@ def saturation_guard(metallic: Float[Tensor, "num_points 1"], alpha: Float[Tenso
     ).sum()
 
 
-def roughness_floor_guard(roughness_logit: Float[Tensor, "num_points 1"], lowest_logit: float) -> Tensor:
-    """Sum over points of ``relu(lowest_logit - roughness_logit)``: keeps the roughness head's pre-sigmoid value
-    where the sigmoid still has a slope (method.md §4.5)."""
-    return torch.relu(lowest_logit - roughness_logit).sum()
+def sigmoid_slope_guard(
+    logits: Float[Tensor, "num_points channels"], lowest_logit: float = -math.inf, highest_logit: float = math.inf
+) -> Tensor:
+    """Sum over points and channels of ``relu(lowest_logit - z) + relu(z - highest_logit)``: keeps a head's
+    pre-sigmoid values ``z`` where the sigmoid still has a slope (method.md §4.5)."""
+    return (torch.relu(lowest_logit - logits) + torch.relu(logits - highest_logit)).sum()
 
 
 def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:

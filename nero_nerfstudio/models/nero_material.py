@@ -28,7 +28,12 @@ from torch.nn import Parameter
 from nero_nerfstudio.core.errors import NeroSettingsError
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.fields.light_fields import LIGHT_EXP_MAX, OuterLightType, StageTwoLights
-from nero_nerfstudio.fields.material_field import MaterialFieldConfig, perceptual_roughness, roughness_logit
+from nero_nerfstudio.fields.material_field import (
+    MaterialFieldConfig,
+    albedo_logit,
+    perceptual_roughness,
+    roughness_logit,
+)
 from nero_nerfstudio.model_components.sample_directions import (
     fibonacci_sample_set,
     interleaved_stratified_u,
@@ -42,9 +47,9 @@ from nero_nerfstudio.model_components.losses import (
     decorrelated_rgb_loss,
     material_smoothness_loss,
     neutral_light_loss,
-    roughness_floor_guard,
     saturated_as_lower_bound,
     saturation_guard,
+    sigmoid_slope_guard,
     tangent_offsets,
 )
 from nero_nerfstudio.model_components.monte_carlo_shading import (
@@ -116,6 +121,11 @@ class NeroMaterialModelConfig(NeroModelConfig):
     ``z`` above ``z_min``, that of this perceptual roughness, where the sigmoid still has a slope. Without it a glossy
     metal's roughness could reach the 0.04 floor in the first 100 steps, while the learned light was still blurry,
     and stay there (the sigmoid's slope below 1e-5; method.md §4.5). None: off, as NeRO."""
+    albedo_guard: Optional[float] = 0.999
+    """All through training, ``relu(z - z_max)`` summed over the hits and the channels keeps the albedo head's
+    pre-sigmoid values ``z`` below ``z_max``, that of this albedo, where the sigmoid still has a slope. Without it a
+    glossy metal's albedo could reach 1 (white) in the first 100 steps and stay there (the 0.15 gold bunny on one
+    training seed of five, with the roughness guard; method.md §4.5). None: off, as NeRO."""
     neutral_light_mult: float = 0.1
     """Weight of the neutral (grey) diffuse-light regulariser."""
     miss_depth: float = 10.0
@@ -172,6 +182,10 @@ class NeroMaterialModel(NeroModel):
         guard = config.roughness_guard
         self.lowest_roughness_logit = (
             None if guard is None else roughness_logit(guard, "--pipeline.model.roughness-guard")
+        )
+        albedo_guard = config.albedo_guard
+        self.highest_albedo_logit = (
+            None if albedo_guard is None else albedo_logit(albedo_guard, "--pipeline.model.albedo-guard")
         )
         self.lights = StageTwoLights(
             self.outer_light_type, use_photographer, hidden_dim=config.light_hidden_dim, exp_max=config.light_exp_max
@@ -370,6 +384,7 @@ class NeroMaterialModel(NeroModel):
             "roughness": perceptual_roughness(materials["alpha"]),
             "alpha": materials["alpha"],
             "roughness_logit": materials["roughness_logit"],
+            "albedo_logit": materials["albedo_logit"],
             "diffuse_color": display(shading.diffuse_color),
             "specular_color": display(shading.specular_color),
             "diffuse_light": display(shading.diffuse_light),
@@ -447,7 +462,7 @@ class NeroMaterialModel(NeroModel):
             full = values.new_zeros(num_rays, values.shape[-1])
             return full.index_put((hit_rows,), values)
 
-        internal = ("alpha", "roughness_logit")  # for the regularisers, not images
+        internal = ("alpha", "roughness_logit", "albedo_logit")  # for the regularisers, not images
         outputs: Dict[str, Any] = {name: scatter(value) for name, value in shading.items() if name not in internal}
         hit_float = samples["hit_mask"][:, None].to(normals.dtype)
         outputs[NeroKey.NORMAL] = normals
@@ -467,7 +482,7 @@ class NeroMaterialModel(NeroModel):
                 "normals": normals[hit_rows],
                 **{
                     name: shading[name]
-                    for name in ("metallic", "alpha", "albedo", "roughness_logit", "diffuse_light")
+                    for name in ("metallic", "alpha", "albedo", "roughness_logit", "albedo_logit", "diffuse_light")
                 },
             }
         return outputs
@@ -487,8 +502,8 @@ class NeroMaterialModel(NeroModel):
     ) -> Dict[str, Tensor]:
         """``rgb_loss`` (Charbonnier on hit pixels; trained on the halves' paired error when the outputs hold
         ``rgb_halves``); in training also ``background_loss``, ``material_smoothness_loss``, ``neutral_light_loss``,
-        ``roughness_guard_loss`` (unless ``roughness_guard`` is None) and, before ``saturation_reg_end``,
-        ``saturation_loss`` (method.md §4.5)."""
+        ``roughness_guard_loss`` and ``albedo_guard_loss`` (unless their guard is None) and, before
+        ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
         config = self.config
         image = self.batch_image(batch, self.device)
         hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
@@ -528,8 +543,12 @@ class NeroMaterialModel(NeroModel):
         if self.step < config.saturation_reg_end:
             losses["saturation_loss"] = saturation_guard(samples["metallic"], samples["alpha"])
         if self.lowest_roughness_logit is not None:
-            losses["roughness_guard_loss"] = roughness_floor_guard(
-                samples["roughness_logit"], self.lowest_roughness_logit
+            losses["roughness_guard_loss"] = sigmoid_slope_guard(
+                samples["roughness_logit"], lowest_logit=self.lowest_roughness_logit
+            )
+        if self.highest_albedo_logit is not None:
+            losses["albedo_guard_loss"] = sigmoid_slope_guard(
+                samples["albedo_logit"], highest_logit=self.highest_albedo_logit
             )
         return losses
 

@@ -15,13 +15,13 @@ from nerfstudio.data.scene_box import SceneBox
 
 from nero_nerfstudio.core.keys import NeroKey
 from nero_nerfstudio.core.errors import NeroDataError, NeroSettingsError
-from nero_nerfstudio.fields.material_field import MaterialFieldConfig, roughness_logit
+from nero_nerfstudio.fields.material_field import MaterialFieldConfig, albedo_logit, roughness_logit
 from nero_nerfstudio.model_components.losses import (
     charbonnier_rgb_loss,
     neutral_light_loss,
-    roughness_floor_guard,
     saturated_as_lower_bound,
     saturation_guard,
+    sigmoid_slope_guard,
     tangent_offsets,
 )
 from nero_nerfstudio.utils.color import linear_to_srgb, srgb_slope, srgb_to_linear
@@ -142,6 +142,7 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
         "neutral_light_loss",
         "saturation_loss",
         "roughness_guard_loss",
+        "albedo_guard_loss",
     }
     assert all(torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
@@ -438,13 +439,39 @@ def test_the_roughness_guard_lifts_a_roughness_head_stuck_at_the_floor(sphere_me
         make_model(sphere_mesh, roughness_guard=0.03)
 
 
+def test_the_albedo_guard_brings_a_white_albedo_head_back(sphere_mesh: Path):
+    torch.manual_seed(0)
+    model = make_model(sphere_mesh)
+    model.train()
+    model.update_to_step(model.config.saturation_reg_end)
+    with torch.no_grad():  # albedo 1 - 2e-9: white, where nothing else moves it any more
+        model.material_field.albedo_head.layers[-1].bias.fill_(20.0)
+    bundle, image = rays_towards_the_sphere(), {"image": torch.rand(3, 3)}
+    optimizer = torch.optim.Adam(model.material_field.albedo_head.parameters(), lr=0.1)
+    for _ in range(100):
+        optimizer.zero_grad()
+        model.get_loss_dict(model(bundle), image)["albedo_guard_loss"].backward()
+        optimizer.step()
+    highest = albedo_logit(model.config.albedo_guard)
+    logits = model(bundle)[NeroKey.MATERIAL_SAMPLES]["albedo_logit"]
+    assert bool((logits < highest + 0.5).all()) and model.get_loss_dict(model(bundle), image)["albedo_guard_loss"] < 1
+
+    unguarded = make_model(sphere_mesh, albedo_guard=None)
+    assert "albedo_guard_loss" not in unguarded.get_loss_dict(unguarded(bundle), image)
+    with pytest.raises(NeroSettingsError, match=r"^--pipeline.model.albedo-guard: must be in \(0, 1\), got 1.0"):
+        make_model(sphere_mesh, albedo_guard=1.0)
+
+
 def test_regulariser_functions():
     metallic = torch.tensor([[0.5], [0.99], [0.01]])
     alpha = torch.tensor([[0.5], [0.99], [0.5]])
     expected = (0.99 - 0.98) + (0.99 - 0.98**2) + (0.02 - 0.01)
     assert torch.isclose(saturation_guard(metallic, alpha), torch.tensor(expected))
     logits = torch.tensor([[-9.0], [-7.5], [0.0]])
-    assert torch.isclose(roughness_floor_guard(logits, -8.0), torch.tensor(1.0))
+    assert torch.isclose(sigmoid_slope_guard(logits, lowest_logit=-8.0), torch.tensor(1.0))
+    albedo_logits = torch.tensor([[5.0, 4.0, 0.0], [6.5, -9.0, 4.6]])
+    assert torch.isclose(sigmoid_slope_guard(albedo_logits, highest_logit=4.5), torch.tensor(0.5 + 2.0 + 0.1))
+    assert torch.isclose(sigmoid_slope_guard(logits, -8.0, -7.0), torch.tensor(1.0 + 7.0))
     grey_and_red = torch.tensor([[0.4, 0.4, 0.4], [0.9, 0.0, 0.0]])
     assert torch.allclose(neutral_light_loss(grey_and_red), torch.tensor([0.0, 0.6 + 0.3 + 0.3]))
 
