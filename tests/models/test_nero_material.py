@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -416,50 +417,42 @@ def test_missing_mesh_errors_name_the_problem(sphere_mesh: Path, tmp_path: Path)
     assert NeroMaterialModelConfig(mesh_path=Path("m.ply")).mesh_path.is_absolute()
 
 
-def test_the_roughness_guard_lifts_a_roughness_head_stuck_at_the_floor(sphere_mesh: Path):
+@pytest.mark.parametrize(
+    "guard, head, stuck_bias, out_of_range",
+    [
+        # Bias -20: sigmoid slope 2e-9, roughness at the floor, where nothing else moves it any more.
+        ("roughness_guard", "roughness_head", -20.0, (0.03, r"\(0.04, 1\), got 0.03")),
+        # Bias 20: albedo 1 - 2e-9, white, where nothing else moves it any more.
+        ("albedo_guard", "albedo_head", 20.0, (1.0, r"\(0, 1\), got 1.0")),
+    ],
+)
+def test_a_guard_brings_a_stuck_head_back_where_the_sigmoid_has_a_slope(
+    sphere_mesh: Path, guard: str, head: str, stuck_bias: float, out_of_range: Tuple[float, str]
+):
     torch.manual_seed(0)
     model = make_model(sphere_mesh)
     model.train()
     model.update_to_step(model.config.saturation_reg_end)
-    with torch.no_grad():  # sigmoid slope 2e-9: the floor, where nothing else moves it any more
-        model.material_field.roughness_head.layers[-1].bias.fill_(-20.0)
+    head_module = getattr(model.material_field, head)
+    with torch.no_grad():
+        head_module.layers[-1].bias.fill_(stuck_bias)
     bundle, image = rays_towards_the_sphere(), {"image": torch.rand(3, 3)}
-    optimizer = torch.optim.Adam(model.material_field.roughness_head.parameters(), lr=0.1)
-    for _ in range(100):
+    loss_key = f"{guard}_loss"
+    optimizer = torch.optim.Adam(head_module.parameters(), lr=0.1)
+    for _ in range(100):  # the guard alone
         optimizer.zero_grad()
-        model.get_loss_dict(model(bundle), image)["roughness_guard_loss"].backward()
+        model.get_loss_dict(model(bundle), image)[loss_key].backward()
         optimizer.step()
-    lowest = roughness_logit(model.config.roughness_guard)
-    logits = model(bundle)[NeroKey.MATERIAL_SAMPLES]["roughness_logit"]
-    assert bool((logits > lowest - 0.5).all()) and model.get_loss_dict(model(bundle), image)["roughness_guard_loss"] < 1
+    logits = model(bundle)[NeroKey.MATERIAL_SAMPLES][head.replace("_head", "_logit")]
+    level = getattr(model.config, guard)
+    beyond = roughness_logit(level) - logits if guard == "roughness_guard" else logits - albedo_logit(level)
+    assert bool((beyond < 0.5).all()) and model.get_loss_dict(model(bundle), image)[loss_key] < 1
 
-    unguarded = make_model(sphere_mesh, roughness_guard=None)
-    assert "roughness_guard_loss" not in unguarded.get_loss_dict(unguarded(bundle), image)
-    with pytest.raises(NeroSettingsError, match=r"^--pipeline.model.roughness-guard: must be in \(0.04, 1\), got 0.03"):
-        make_model(sphere_mesh, roughness_guard=0.03)
-
-
-def test_the_albedo_guard_brings_a_white_albedo_head_back(sphere_mesh: Path):
-    torch.manual_seed(0)
-    model = make_model(sphere_mesh)
-    model.train()
-    model.update_to_step(model.config.saturation_reg_end)
-    with torch.no_grad():  # albedo 1 - 2e-9: white, where nothing else moves it any more
-        model.material_field.albedo_head.layers[-1].bias.fill_(20.0)
-    bundle, image = rays_towards_the_sphere(), {"image": torch.rand(3, 3)}
-    optimizer = torch.optim.Adam(model.material_field.albedo_head.parameters(), lr=0.1)
-    for _ in range(100):
-        optimizer.zero_grad()
-        model.get_loss_dict(model(bundle), image)["albedo_guard_loss"].backward()
-        optimizer.step()
-    highest = albedo_logit(model.config.albedo_guard)
-    logits = model(bundle)[NeroKey.MATERIAL_SAMPLES]["albedo_logit"]
-    assert bool((logits < highest + 0.5).all()) and model.get_loss_dict(model(bundle), image)["albedo_guard_loss"] < 1
-
-    unguarded = make_model(sphere_mesh, albedo_guard=None)
-    assert "albedo_guard_loss" not in unguarded.get_loss_dict(unguarded(bundle), image)
-    with pytest.raises(NeroSettingsError, match=r"^--pipeline.model.albedo-guard: must be in \(0, 1\), got 1.0"):
-        make_model(sphere_mesh, albedo_guard=1.0)
+    unguarded = make_model(sphere_mesh, **{guard: None})
+    assert loss_key not in unguarded.get_loss_dict(unguarded(bundle), image)
+    value, message = out_of_range
+    with pytest.raises(NeroSettingsError, match=rf"^--pipeline.model.{guard.replace('_', '-')}: must be in {message}"):
+        make_model(sphere_mesh, **{guard: value})
 
 
 def test_regulariser_functions():

@@ -99,24 +99,25 @@ def test_bad_input_to_ns_train_is_one_line(case: str, synthetic_scene: Path, cus
     assert last.startswith("ns-train: ") and named in last, result.stderr[-2000:]
 
 
+def _raising(error: str) -> str:
+    """A Python program that installs the one-line hook (as every ns-* command does) and raises ``error``."""
+    imports = "import nero_nerfstudio.configs\nfrom nero_nerfstudio.core.errors import NeroDataError, NeroSettingsError\n"
+    return f"{imports}raise {error}\n"
+
+
 def test_only_input_errors_are_shortened_and_the_traceback_is_one_variable_away(tmp_path: Path):
-    raise_data_error = (
-        "import nero_nerfstudio.configs\n"
-        "from nero_nerfstudio.core.errors import NeroDataError\n"
-        "raise NeroDataError('scene/0.png', 'cannot read image')\n"
-    )
-    result = _run([sys.executable, "-c", raise_data_error], tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert _last_line(result.stderr) == "-c: scene/0.png: cannot read image"
-    raise_settings_error = (
-        "import nero_nerfstudio.configs\n"
-        "from nero_nerfstudio.core.errors import NeroSettingsError\n"
-        "raise NeroSettingsError('--pipeline.model.num-rays', 'must be positive, got 0')\n"
-    )
-    result = _run([sys.executable, "-c", raise_settings_error], tmp_path)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert _last_line(result.stderr) == "-c: --pipeline.model.num-rays: must be positive, got 0"
+    raise_data_error = _raising("NeroDataError('scene/0.png', 'cannot read image')")
+    for error, line in (
+        (raise_data_error, "-c: scene/0.png: cannot read image"),
+        (
+            _raising("NeroSettingsError('--pipeline.model.num-rays', 'must be positive, got 0')"),
+            "-c: --pipeline.model.num-rays: must be positive, got 0",
+        ),
+    ):
+        result = _run([sys.executable, "-c", error], tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert _last_line(result.stderr) == line
     verbose = _run([sys.executable, "-c", raise_data_error], tmp_path, traceback=True)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
-    other = _run([sys.executable, "-c", "import nero_nerfstudio.configs\nraise RuntimeError('a bug')"], tmp_path)
+    other = _run([sys.executable, "-c", _raising("RuntimeError('a bug')")], tmp_path)
     assert other.returncode == 1 and "Traceback" in other.stderr and "RuntimeError: a bug" in other.stderr
