@@ -200,6 +200,12 @@ def sigmoid_slope_guard(
     return (torch.relu(lowest_logit - logits) + torch.relu(logits - highest_logit)).sum()
 
 
+def two_valued_metallic_loss(metallic: Float[Tensor, "num_points 1"]) -> Float[Tensor, "num_points"]:
+    """Per point ``m (1 - m)`` (unweighted): zero at metallic 0 and 1, largest between, where real materials are
+    not (a surface is a metal or it is not)."""
+    return (metallic * (1.0 - metallic))[:, 0]
+
+
 def neutral_light_loss(diffuse_light_display: Float[Tensor, "num_points 3"]) -> Float[Tensor, "num_points"]:
     """Per point ``sum_c |L_c - mean(L)|`` of the clamped sRGB mean diffuse light (unweighted)."""
     return (diffuse_light_display - diffuse_light_display.mean(dim=-1, keepdim=True)).abs().sum(dim=-1)

@@ -157,6 +157,17 @@ def _resolve_light(light: Union[LightFunction, Tensor], directions: Tensor) -> T
     return radiance
 
 
+def _diffuse_color(
+    metallic: Float[Tensor, "num_points 1"],
+    albedo: Float[Tensor, "num_points 3"],
+    diffuse_light: Float[Tensor, "num_points 3"],
+    diffuse_weight: Optional[Float[Tensor, "num_points 1"]],
+) -> Float[Tensor, "num_points 3"]:
+    """``c_d = (1 - m) a L_d``, times ``diffuse_weight`` when given (Blender's layering)."""
+    diffuse_color = (1.0 - metallic) * albedo * diffuse_light
+    return diffuse_color if diffuse_weight is None else diffuse_weight * diffuse_color
+
+
 def monte_carlo_shade(
     normals: Float[Tensor, "num_points 3"],
     view_dirs: Float[Tensor, "num_points 3"],
@@ -165,6 +176,7 @@ def monte_carlo_shade(
     light: Union[LightFunction, Float[Tensor, "num_points num_samples 3"]],
     num_diffuse: int,
     shadowing: Shadowing = "schlick",
+    diffuse_weight: Optional[Float[Tensor, "num_points 1"]] = None,
 ) -> MonteCarloShading:
     """NeRO's estimator (method.md §4.4), as-is.
 
@@ -177,6 +189,9 @@ def monte_carlo_shade(
         light: incident radiance per direction, as a function of ``directions`` or already evaluated.
         num_diffuse: ``N_d``.
         shadowing: ``G1`` of the specular lobe (:class:`GGXMicrofacet`); ``schlick`` is NeRO's.
+        diffuse_weight: weight of the diffuse lobe, Blender's layering under the dielectric specular layer
+            (:func:`~nero_nerfstudio.model_components.dielectric_layer.diffuse_layer_weight`); None: 1, NeRO's sum
+            of the two lobes.
     """
     metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
     radiance = _resolve_light(light, directions)
@@ -203,7 +218,7 @@ def monte_carlo_shade(
 
     diffuse_light = radiance[:, :num_diffuse].mean(dim=1)
     return MonteCarloShading(
-        diffuse_color=(1.0 - metallic) * albedo * diffuse_light,
+        diffuse_color=_diffuse_color(metallic, albedo, diffuse_light, diffuse_weight),
         specular_color=(fresnel * light_weight * radiance).mean(dim=1),
         diffuse_light=diffuse_light,
         specular_light=(light_weight * radiance).mean(dim=1),
@@ -239,6 +254,7 @@ def per_lobe_monte_carlo_shade(
     light: Union[LightFunction, Float[Tensor, "num_points num_samples 3"]],
     num_diffuse: int,
     shadowing: Shadowing = "schlick",
+    diffuse_weight: Optional[Float[Tensor, "num_points 1"]] = None,
 ) -> MonteCarloShading:
     """Each lobe estimated from its own samples, each sample weighted by the exact density it was drawn with.
 
@@ -251,7 +267,7 @@ def per_lobe_monte_carlo_shade(
         directions: from :func:`sample_per_lobe_directions` (or any cosine-weighted then GGX-reflected samples);
             the first ``num_diffuse`` are the diffuse ones.
         shadowing: ``G1`` of the specular lobe (:class:`GGXMicrofacet`); ``schlick`` is NeRO's.
-        Others as :func:`monte_carlo_shade`.
+        Others (``diffuse_weight`` too) as :func:`monte_carlo_shade`.
     """
     metallic, alpha, albedo = materials["metallic"], materials["alpha"], materials["albedo"]
     radiance = _resolve_light(light, directions)
@@ -269,7 +285,7 @@ def per_lobe_monte_carlo_shade(
     specular_radiance = radiance[:, num_diffuse:]
     diffuse_light = radiance[:, :num_diffuse].mean(dim=1)
     return MonteCarloShading(
-        diffuse_color=(1.0 - metallic) * albedo * diffuse_light,
+        diffuse_color=_diffuse_color(metallic, albedo, diffuse_light, diffuse_weight),
         specular_color=(fresnel * light_weight * specular_radiance).mean(dim=1),
         diffuse_light=diffuse_light,
         specular_light=(light_weight * specular_radiance).mean(dim=1),
@@ -285,6 +301,7 @@ def unbiased_monte_carlo_shade(
     num_specular: int,
     generator: Optional[torch.Generator] = None,
     shadowing: Shadowing = "schlick",
+    diffuse_weight: Optional[Float[Tensor, "num_points 1"]] = None,
 ) -> MonteCarloShading:
     """:func:`per_lobe_monte_carlo_shade` on independent uniform random samples (not reparameterised), for
     verification: cosine-weighted diffuse directions, GGX half vectors from ``D (n.h)`` reflected."""
@@ -295,4 +312,6 @@ def unbiased_monte_carlo_shade(
     diffuse_dirs = diffuse_directions(normals, uniform[:, :num_diffuse, 0], 2.0 * math.pi * uniform[:, :num_diffuse, 1])
     specular_dirs, _ = GGXMicrofacet(alpha, nero_numerics=False).sample(normals, view_dirs, uniform[:, num_diffuse:])
     directions = torch.cat([diffuse_dirs, specular_dirs], dim=1)
-    return per_lobe_monte_carlo_shade(normals, view_dirs, materials, directions, light, num_diffuse, shadowing)
+    return per_lobe_monte_carlo_shade(
+        normals, view_dirs, materials, directions, light, num_diffuse, shadowing, diffuse_weight
+    )

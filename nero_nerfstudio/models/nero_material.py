@@ -34,6 +34,8 @@ from nero_nerfstudio.fields.material_field import (
     perceptual_roughness,
     roughness_logit,
 )
+from nero_nerfstudio.model_components.brdf_lut import SplitSumLUT
+from nero_nerfstudio.model_components.dielectric_layer import diffuse_layer_weight
 from nero_nerfstudio.model_components.sample_directions import (
     fibonacci_sample_set,
     interleaved_stratified_u,
@@ -51,6 +53,7 @@ from nero_nerfstudio.model_components.losses import (
     saturation_guard,
     sigmoid_slope_guard,
     tangent_offsets,
+    two_valued_metallic_loss,
 )
 from nero_nerfstudio.model_components.monte_carlo_shading import (
     MonteCarloShading,
@@ -104,6 +107,11 @@ class NeroMaterialModelConfig(NeroModelConfig):
     """Light-sample ``u`` values: ``stratified`` (uniform, so each lobe follows its density) or ``nero`` (NeRO's
     Fibonacci set, which over-samples grazing diffuse directions and the GGX tail). Training with the decorrelated
     RGB gradient draws randomly shifted strata instead, warped to NeRO's ``u`` density for ``nero``."""
+    diffuse_layering: Literal["blender", "nero"] = "blender"
+    """How the diffuse lobe meets the dielectric specular one: ``blender`` weights it by ``1 - E_s(n.v)``, what the
+    specular layer (F0 0.04) lets through, as Blender's Principled BSDF (where the materials are rendered and relit)
+    layers them; ``nero`` adds the two lobes, as NeRO, so a dielectric's diffuse is too bright towards grazing views
+    (method.md §4.4)."""
     material_field: MaterialFieldConfig = field(default_factory=MaterialFieldConfig)
     """Material network."""
     light_hidden_dim: int = 256
@@ -128,6 +136,10 @@ class NeroMaterialModelConfig(NeroModelConfig):
     training seed of five, with the roughness guard; method.md §4.5). None: off, as NeRO."""
     neutral_light_mult: float = 0.1
     """Weight of the neutral (grey) diffuse-light regulariser."""
+    two_valued_metallic_mult: float = 0.3
+    """Weight of the two-valued metallic prior, ``m (1 - m)`` averaged over the hits: a surface is a metal or it is
+    not. Without it a rough metal came out partly dielectric, its wide lobe partly explained by a diffuse one (the
+    sun-lit 0.5 gold cow, metallic 0.85; method.md §4.5). 0: off, as NeRO."""
     miss_depth: float = 10.0
     """Depth output of rays that miss the mesh (NeRO's tracer reports 10)."""
     background_light_mult: float = 1.0
@@ -179,6 +191,7 @@ class NeroMaterialModel(NeroModel):
 
         self.outer_light_type = resolve_outer_light(config.outer_light, metadata.get(NeroKey.DATASET_FORMAT))
         self.material_field = config.material_field.setup()
+        self.split_sum = SplitSumLUT() if config.diffuse_layering == "blender" else None
         guard = config.roughness_guard
         self.lowest_roughness_logit = (
             None if guard is None else roughness_logit(guard, "--pipeline.model.roughness-guard")
@@ -337,6 +350,11 @@ class NeroMaterialModel(NeroModel):
         else:
             estimate_normals = [normals] * num_estimates
             pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
+        diffuse_weight = None
+        if self.split_sum is not None:
+            n_dot_v = (normals * view_dirs).sum(-1, keepdim=True)
+            roughness = perceptual_roughness(pixel_materials["alpha"])
+            diffuse_weight = diffuse_layer_weight(n_dot_v, roughness, self.split_sum)
         diffuse_set, specular_set, azimuth_offsets = self.light_sample_sets(points.shape[0], points.device)
         per_lobe = config.estimator == "per_lobe"
 
@@ -358,7 +376,7 @@ class NeroMaterialModel(NeroModel):
             shaded with ``shading_normals``."""
             return shade_fn(
                 shading_normals, view_dirs, pixel_materials, directions[:, columns], radiance[:, columns],
-                num_diffuse, config.shadowing,
+                num_diffuse, config.shadowing, diffuse_weight,
             )  # fmt: skip
 
         extra: Dict[str, Tensor] = {}
@@ -502,8 +520,8 @@ class NeroMaterialModel(NeroModel):
     ) -> Dict[str, Tensor]:
         """``rgb_loss`` (Charbonnier on hit pixels; trained on the halves' paired error when the outputs hold
         ``rgb_halves``); in training also ``background_loss``, ``material_smoothness_loss``, ``neutral_light_loss``,
-        ``roughness_guard_loss`` and ``albedo_guard_loss`` (unless their guard is None) and, before
-        ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
+        ``two_valued_metallic_loss`` (unless its weight is 0), ``roughness_guard_loss`` and ``albedo_guard_loss``
+        (unless their guard is None) and, before ``saturation_reg_end``, ``saturation_loss`` (method.md §4.5)."""
         config = self.config
         image = self.batch_image(batch, self.device)
         hit = outputs[NeroKey.HIT_MASK][:, 0] > 0.5
@@ -540,6 +558,10 @@ class NeroMaterialModel(NeroModel):
             config.material_smoothness_mult * material_smoothness_loss(samples, perturbed).mean()
         )
         losses["neutral_light_loss"] = config.neutral_light_mult * neutral_light_loss(samples["diffuse_light"]).mean()
+        if config.two_valued_metallic_mult > 0:
+            losses["two_valued_metallic_loss"] = (
+                config.two_valued_metallic_mult * two_valued_metallic_loss(samples["metallic"]).mean()
+            )
         if self.step < config.saturation_reg_end:
             losses["saturation_loss"] = saturation_guard(samples["metallic"], samples["alpha"])
         if self.lowest_roughness_logit is not None:

@@ -24,6 +24,7 @@ from nero_nerfstudio.model_components.losses import (
     saturation_guard,
     sigmoid_slope_guard,
     tangent_offsets,
+    two_valued_metallic_loss,
 )
 from nero_nerfstudio.utils.color import linear_to_srgb, srgb_slope, srgb_to_linear
 from nero_nerfstudio.model_components.sample_directions import fibonacci_sample_set
@@ -141,6 +142,7 @@ def test_losses_backpropagate_into_materials_and_lights(model: NeroMaterialModel
         "background_loss",
         "material_smoothness_loss",
         "neutral_light_loss",
+        "two_valued_metallic_loss",
         "saturation_loss",
         "roughness_guard_loss",
         "albedo_guard_loss",
@@ -467,6 +469,8 @@ def test_regulariser_functions():
     assert torch.isclose(sigmoid_slope_guard(logits, -8.0, -7.0), torch.tensor(1.0 + 7.0))
     grey_and_red = torch.tensor([[0.4, 0.4, 0.4], [0.9, 0.0, 0.0]])
     assert torch.allclose(neutral_light_loss(grey_and_red), torch.tensor([0.0, 0.6 + 0.3 + 0.3]))
+    metal_dielectric_between = torch.tensor([[1.0], [0.0], [0.8]])
+    assert torch.allclose(two_valued_metallic_loss(metal_dielectric_between), torch.tensor([0.0, 0.0, 0.8 * 0.2]))
 
     torch.manual_seed(0)
     normals = torch.nn.functional.normalize(torch.randn(4000, 3), dim=-1)
