@@ -18,10 +18,14 @@ from nero_nerfstudio.model_components.microfacet import DIELECTRIC_F0
 
 
 def diffuse_layer_weight(
-    n_dot_v: Float[Tensor, "num_points 1"], roughness: Float[Tensor, "num_points 1"], split_sum: SplitSumLUT
+    normals: Float[Tensor, "num_points 3"],
+    view_dirs: Float[Tensor, "num_points 3"],
+    roughness: Float[Tensor, "num_points 1"],
+    split_sum: SplitSumLUT,
 ) -> Float[Tensor, "num_points 1"]:
     """``1 - E_s`` with ``E_s = F0 A + B`` (``F0 = DIELECTRIC_F0``, ``A`` and ``B`` from the split-sum table at ``n.v``
     and the perceptual ``roughness``): the share of the light the dielectric specular layer lets through to the
-    diffuse base and back out towards the viewer."""
+    diffuse base and back out towards the viewer. ``view_dirs`` point from the surface to the camera."""
+    n_dot_v = (normals * view_dirs).sum(-1, keepdim=True)  # the table clamps it to [0, 1]
     scale_bias = split_sum(n_dot_v, roughness)
     return 1.0 - (DIELECTRIC_F0 * scale_bias[:, :1] + scale_bias[:, 1:])

@@ -352,9 +352,8 @@ class NeroMaterialModel(NeroModel):
             pixel_materials = {**materials, "alpha": footprint_alpha(materials["alpha"], normal_variance)}
         diffuse_weight = None
         if self.split_sum is not None:
-            n_dot_v = (normals * view_dirs).sum(-1, keepdim=True)
             roughness = perceptual_roughness(pixel_materials["alpha"])
-            diffuse_weight = diffuse_layer_weight(n_dot_v, roughness, self.split_sum)
+            diffuse_weight = diffuse_layer_weight(normals, view_dirs, roughness, self.split_sum)
         diffuse_set, specular_set, azimuth_offsets = self.light_sample_sets(points.shape[0], points.device)
         per_lobe = config.estimator == "per_lobe"
 

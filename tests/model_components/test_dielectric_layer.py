@@ -14,13 +14,12 @@ from nero_nerfstudio.model_components.monte_carlo_shading import unbiased_monte_
 def test_the_weight_is_what_a_dielectric_specular_lobe_does_not_reflect_under_white_light():
     split_sum = SplitSumLUT()
     cosines = torch.tensor([0.15, 0.3, 0.6, 0.95])
+    count = len(cosines)
+    normals = torch.tensor([[0.0, 0.0, 1.0]]).expand(count, 3)
+    view_dirs = torch.stack([torch.sqrt(1.0 - cosines**2), torch.zeros(count), cosines], dim=-1)
     for roughness in (0.1, 0.3, 0.5):
-        n_dot_v = cosines[:, None]
-        weight = diffuse_layer_weight(n_dot_v, torch.full_like(n_dot_v, roughness), split_sum)
+        weight = diffuse_layer_weight(normals, view_dirs, torch.full((count, 1), roughness), split_sum)
         # The specular lobe alone (metallic 0) under a white environment reflects its directional albedo.
-        count = len(cosines)
-        normals = torch.tensor([[0.0, 0.0, 1.0]]).expand(count, 3)
-        view_dirs = torch.stack([torch.sqrt(1.0 - cosines**2), torch.zeros(count), cosines], dim=-1)
         materials = {
             "metallic": torch.zeros(count, 1),
             "alpha": torch.full((count, 1), roughness**2),
@@ -34,6 +33,6 @@ def test_the_weight_is_what_a_dielectric_specular_lobe_does_not_reflect_under_wh
         # Blender's Smith G is height-correlated (the table's), ours separable: equal within 1 % up to 0.5.
         assert torch.allclose(1.0 - weight, reflected, atol=0.01), (roughness, weight, reflected)
     # Facing: F0 = 0.04 reflected; towards grazing the layer reflects more and lets less through.
-    facing = diffuse_layer_weight(torch.ones(1, 1), torch.full((1, 1), 0.1), split_sum)
+    facing = diffuse_layer_weight(normals[:1], normals[:1], torch.full((1, 1), 0.1), split_sum)
     assert math.isclose(float(facing), 0.96, abs_tol=0.005)
     assert bool((weight[1:] > weight[:-1]).all()), weight

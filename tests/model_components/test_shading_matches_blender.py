@@ -113,8 +113,7 @@ def shaded_over_rendered(
         }
         diffuse_weight = None
         if diffuse_layering == "blender":
-            n_dot_v = (normal * view_dirs).sum(-1, keepdim=True)
-            diffuse_weight = diffuse_layer_weight(n_dot_v, torch.full((count, 1), ROUGHNESS), split_sum)
+            diffuse_weight = diffuse_layer_weight(normal, view_dirs, torch.full((count, 1), ROUGHNESS), split_sum)
         shaded = unbiased_monte_carlo_shade(
             normal, view_dirs, materials, light, 64, 1024, generator, shadowing, diffuse_weight
         ).color.clamp(max=1.0)  # the 8-bit render clips highlights at 1
