@@ -196,8 +196,7 @@ class SplitSumShadingField(nn.Module):
         diffuse_albedo = (1.0 - metallic) * albedo
         diffuse_color = diffuse_albedo * diffuse_light
         specular_albedo = base_reflectance(metallic, albedo)
-        scale_bias = self.brdf_lut(n_dot_v.clamp(0.0, 1.0), roughness.clamp(0.0, 1.0))
-        specular_ref = specular_albedo * scale_bias[:, 0:1] + scale_bias[:, 1:2]
+        specular_ref = self.brdf_lut.specular_reflectance(specular_albedo, n_dot_v, roughness)  # clamps both to [0, 1]
         specular_color = specular_ref * specular_light
         rgb = linear_to_srgb(diffuse_color + specular_color).clamp(0.0, 1.0)
 

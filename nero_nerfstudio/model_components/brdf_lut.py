@@ -195,3 +195,11 @@ class SplitSumLUT(nn.Module):
         grid = torch.stack([grid_x, grid_y], dim=-1).view(1, -1, 1, 2).to(self.table.dtype)
         sampled = F.grid_sample(self.table, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return sampled.view(2, -1).transpose(0, 1)
+
+    def specular_reflectance(
+        self, base_reflectance: torch.Tensor, n_dot_v: torch.Tensor, roughness: torch.Tensor
+    ) -> torch.Tensor:
+        """The split-sum specular reflectance ``F0 A + B``: ``[num_points, C]`` for ``base_reflectance`` (``F0``)
+        ``[num_points, C]`` or a float, ``n_dot_v`` and ``roughness`` ``[num_points, 1]``."""
+        scale_bias = self(n_dot_v, roughness)
+        return base_reflectance * scale_bias[:, :1] + scale_bias[:, 1:]

@@ -27,5 +27,4 @@ def diffuse_layer_weight(
     and the perceptual ``roughness``): the share of the light the dielectric specular layer lets through to the
     diffuse base and back out towards the viewer. ``view_dirs`` point from the surface to the camera."""
     n_dot_v = (normals * view_dirs).sum(-1, keepdim=True)  # the table clamps it to [0, 1]
-    scale_bias = split_sum(n_dot_v, roughness)
-    return 1.0 - (DIELECTRIC_F0 * scale_bias[:, :1] + scale_bias[:, 1:])
+    return 1.0 - split_sum.specular_reflectance(DIELECTRIC_F0, n_dot_v, roughness)
